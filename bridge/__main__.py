@@ -1,0 +1,5 @@
+"""`python -m bridge` does exactly what the `rapture` console script does."""
+
+from bridge.cli import main
+
+raise SystemExit(main())

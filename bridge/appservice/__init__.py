@@ -1,0 +1,1 @@
+"""The application-service side: the HTTP endpoint the homeserver calls, and event intake."""

@@ -1,0 +1,165 @@
+"""The bridge bot: the Matrix user admins and users talk to in a DM (the control room).
+
+It joins DMs from permitted users, answers commands there (every answer an m.notice in reply
+to the command), refuses everyone else with a notice that says which level is needed, and
+says plainly that encrypted rooms are not supported instead of failing silently.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mautrix.appservice import IntentAPI
+from mautrix.errors import MatrixError
+from mautrix.types import (
+    EventType,
+    Format,
+    Membership,
+    MessageType,
+    RoomID,
+    StateEvent,
+    TextMessageEventContent,
+)
+from sqlalchemy import select
+
+from bridge.commands import CommandContext, CommandRegistry
+from bridge.commands.builtin import register_builtin
+from bridge.db.models import MatrixUser
+from bridge.permissions import Level
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+
+log = logging.getLogger("rapture.bot")
+
+COMMAND_PREFIX = "!rapture"
+ENCRYPTION_NOTICE = (
+    "This room is encrypted, and Rapture does not support encryption yet, so I cannot read "
+    "anything here. Please start a new, unencrypted chat with me (in Element: turn "
+    "'Enable end-to-end encryption' off when you create it)."
+)
+
+
+class BridgeBot:
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.registry = CommandRegistry()
+        register_builtin(self.registry)
+
+    @property
+    def intent(self) -> IntentAPI:
+        return self.bridge.az.intent
+
+    @property
+    def mxid(self) -> str:
+        return self.bridge.config.bot_mxid
+
+    # -- invites ---------------------------------------------------------------------------
+    async def handle_invite(self, evt: StateEvent) -> None:
+        room_id, inviter = evt.room_id, evt.sender
+        level = self.bridge.config.permissions.level_for(inviter)
+        encrypted = _invite_is_encrypted(evt)
+        await self.intent.join_room(room_id)
+        if level < Level.USER:
+            await self._refuse_and_leave(room_id, inviter, level)
+            return
+        if encrypted:
+            await self._send_notice(room_id, ENCRYPTION_NOTICE)
+            await self.intent.leave_room(room_id, reason="Encryption is not supported yet")
+            return
+        await self._remember_control_room(inviter, room_id)
+        await self._send_notice(
+            room_id,
+            "Hello! I am the Rapture bridge bot. Send 'help' for the list of commands.",
+        )
+
+    async def _refuse_and_leave(self, room_id: RoomID, user: str, level: Level) -> None:
+        have = "no permission" if level == Level.NONE else f"level '{level.label}'"
+        await self._send_notice(
+            room_id,
+            f"Sorry, {user} is not allowed to use this bridge: talking to the bot needs "
+            f"permission level 'user', and you have {have}. Ask the bridge's admin to add you "
+            "to bridge.permissions.",
+        )
+        await self.intent.leave_room(room_id, reason="Not permitted to use this bridge")
+
+    async def handle_encryption_enabled(self, evt: StateEvent) -> None:
+        """Someone turned encryption on in a room the bot is in: say so, then leave."""
+        await self._send_notice(evt.room_id, ENCRYPTION_NOTICE)
+        await self.intent.leave_room(evt.room_id, reason="Encryption is not supported yet")
+
+    async def _remember_control_room(self, mxid: str, room_id: str) -> None:
+        async with self.bridge.sessions() as session, session.begin():
+            user = await session.get(MatrixUser, mxid)
+            if user is None:
+                session.add(MatrixUser(mxid=mxid, control_room=room_id, meta={}))
+            else:
+                user.control_room = room_id
+
+    async def is_control_room(self, room_id: str) -> bool:
+        async with self.bridge.sessions() as session:
+            row = await session.execute(select(MatrixUser.mxid).where(MatrixUser.control_room == room_id))
+            return row.first() is not None
+
+    # -- commands --------------------------------------------------------------------------
+    async def handle_command(self, room_id: RoomID, sender: str, event_id: str, text: str) -> None:
+        level = self.bridge.config.permissions.level_for(sender)
+
+        async def reply(message: str) -> None:
+            await self._send_notice(room_id, message, reply_to=event_id)
+
+        if level < Level.USER:
+            have = "no permission" if level == Level.NONE else f"level '{level.label}'"
+            await reply(f"Commands need permission level 'user'; you have {have}.")
+            return
+        ctx = CommandContext(
+            sender=sender, room_id=room_id, event_id=event_id, level=level, args=[],
+            reply=reply, bridge=self.bridge,
+        )
+        await self.registry.dispatch(text, ctx)
+
+    @staticmethod
+    def strip_prefix(text: str) -> str | None:
+        """The command in a portal message (`!rapture help` -> `help`), or None."""
+        head, _, rest = text.strip().partition(" ")
+        return rest.strip() if head.lower() == COMMAND_PREFIX else None
+
+    async def _send_notice(self, room_id: RoomID, text: str, reply_to: str | None = None) -> None:
+        content = TextMessageEventContent(
+            msgtype=MessageType.NOTICE,
+            body=text,
+            format=Format.HTML,
+            formatted_body=_notice_html(text),
+        )
+        if reply_to:
+            content.set_reply(reply_to)
+        try:
+            await self.intent.send_message_event(room_id, EventType.ROOM_MESSAGE, content)
+        except MatrixError as exc:
+            log.warning("could not send a notice to %s: %s", room_id, exc)
+
+
+def _notice_html(text: str) -> str:
+    """Line breaks and indentation survive in clients that render the HTML body."""
+    lines = [html.escape(line).replace("  ", "&nbsp;&nbsp;") for line in text.split("\n")]
+    return "<br>".join(lines)
+
+
+def _invite_is_encrypted(evt: StateEvent) -> bool:
+    unsigned: Any = evt.unsigned
+    stripped = getattr(unsigned, "invite_room_state", None) or []
+    for item in stripped:
+        item_type = getattr(item, "type", None) or (item.get("type") if isinstance(item, dict) else None)
+        if str(item_type) == "m.room.encryption":
+            return True
+    return False
+
+
+def is_bot_invite(evt: StateEvent, bot_mxid: str) -> bool:
+    return (
+        evt.type == EventType.ROOM_MEMBER
+        and evt.state_key == bot_mxid
+        and evt.content.membership == Membership.INVITE
+    )

@@ -1,0 +1,112 @@
+"""Typed, validated configuration values. Built only from a document that passed validation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.api import ConfigKey
+
+from bridge.config.schema import CORE_KEYS, NETWORK_KEYS
+from bridge.identity import alias_template, ghost_template, namespace_regex
+from bridge.permissions import Permissions
+
+
+def _get(doc: Mapping[str, Any], dotted: str, default: Any) -> Any:
+    node: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node or node[part] is None:
+            return default
+        node = node[part]
+    return node
+
+
+def _defaults(doc: Mapping[str, Any], keys: Sequence[ConfigKey]) -> dict[str, Any]:
+    return {key.path: _get(doc, key.path, key.default) for key in keys}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkConfig:
+    name: str
+    connector: str
+    ghost_template: str
+    alias_template: str
+    dynamic_portals: bool
+    relay: bool
+    options: dict[str, Any] = field(default_factory=dict)  # the connector's own keys
+
+    def ghost_localpart(self, escaped_nick: str) -> str:
+        return ghost_template(self.ghost_template).expand(escaped_nick, network=self.name)
+
+    def alias_localpart(self, channel: str) -> str:
+        return alias_template(self.alias_template).expand(channel, network=self.name)
+
+    def ghost_regex(self, domain: str) -> str:
+        prefix, suffix = ghost_template(self.ghost_template).split(network=self.name)
+        return namespace_regex("@", prefix, suffix, domain)
+
+    def alias_regex(self, domain: str) -> str:
+        prefix, suffix = alias_template(self.alias_template).split(network=self.name)
+        return namespace_regex("#", prefix, suffix, domain)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    path: str
+    homeserver_address: str
+    homeserver_domain: str
+    appservice_address: str
+    appservice_hostname: str
+    appservice_port: int
+    appservice_id: str
+    bot_username: str
+    bot_displayname: str
+    as_token: str
+    hs_token: str
+    max_body_size: int
+    database_url: str
+    permissions: Permissions
+    log_level: str
+    networks: dict[str, NetworkConfig]
+
+    @property
+    def bot_mxid(self) -> str:
+        return f"@{self.bot_username}:{self.homeserver_domain}"
+
+    @classmethod
+    def from_document(
+        cls, doc: Mapping[str, Any], path: str, schema_for: Any
+    ) -> Config:
+        core = _defaults(doc, CORE_KEYS)
+        networks: dict[str, NetworkConfig] = {}
+        for name, section in (_get(doc, "networks", {}) or {}).items():
+            common = _defaults(section, NETWORK_KEYS)
+            extra = schema_for(common["connector"]) or ()
+            networks[name] = NetworkConfig(
+                name=name,
+                connector=common["connector"],
+                ghost_template=common["ghost_template"],
+                alias_template=common["alias_template"],
+                dynamic_portals=common["dynamic_portals"],
+                relay=common["relay"],
+                options=_defaults(section, extra),
+            )
+        return cls(
+            path=path,
+            homeserver_address=core["homeserver.address"].rstrip("/"),
+            homeserver_domain=core["homeserver.domain"],
+            appservice_address=core["appservice.address"].rstrip("/"),
+            appservice_hostname=core["appservice.hostname"],
+            appservice_port=core["appservice.port"],
+            appservice_id=core["appservice.id"],
+            bot_username=core["appservice.bot_username"],
+            bot_displayname=core["appservice.bot_displayname"],
+            as_token=core["appservice.as_token"],
+            hs_token=core["appservice.hs_token"],
+            max_body_size=core["appservice.max_body_size"],
+            database_url=core["database.url"],
+            permissions=Permissions(core["bridge.permissions"]),
+            log_level=core["logging.level"].upper(),
+            networks=networks,
+        )

@@ -1,0 +1,1 @@
+"""Network connectors. `connectors.api` is the contract; each sub-package is one network."""
