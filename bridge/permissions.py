@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 
 class Level(enum.IntEnum):
-    NONE = 0
+    NONE = 0  # nothing; also how an admin blocks one user or server under a wider rule
     RELAY = 10  # may be relayed by the bot, nothing else
     USER = 20  # gets puppets and user commands
     ADMIN = 30  # everything
@@ -20,7 +20,7 @@ class Level(enum.IntEnum):
         return self.name.lower()
 
 
-LEVEL_NAMES = ("relay", "user", "admin")
+LEVEL_NAMES = ("none", "relay", "user", "admin")
 
 
 class Permissions:

@@ -72,10 +72,16 @@ class _Checker:
         self.problems.append(Problem("warning", path, line, message))
 
     # -- generic walking -------------------------------------------------------------------
-    def lookup(self, root: Mapping[str, Any], dotted: str) -> tuple[Any, Any, int | None]:
-        """Return (value or _MISSING, innermost mapping reached, line to blame)."""
+    def lookup(
+        self, root: Mapping[str, Any], dotted: str, base_line: int | None = None
+    ) -> tuple[Any, Any, int | None]:
+        """Return (value or _MISSING, innermost mapping reached, line to blame).
+
+        A missing key is blamed on the line of the deepest parent key that exists
+        (`base_line` for `root` itself: the line of the key that holds it).
+        """
         node: Any = root
-        line = mapping_line(root) or 1
+        line = base_line or mapping_line(root) or 1
         parts = dotted.split(".")
         for i, part in enumerate(parts):
             if not isinstance(node, Mapping) or part not in node:
@@ -86,10 +92,13 @@ class _Checker:
             node = node[part]
         return _MISSING, node, line
 
-    def check_keys(self, root: Mapping[str, Any], keys: Iterable[ConfigKey], prefix: str) -> None:
+    def check_keys(
+        self, root: Mapping[str, Any], keys: Iterable[ConfigKey], prefix: str,
+        base_line: int | None = None,
+    ) -> None:
         for key in keys:
             full = f"{prefix}{key.path}"
-            value, _parent, line = self.lookup(root, key.path)
+            value, _parent, line = self.lookup(root, key.path, base_line)
             if value is _MISSING or value is None:
                 if key.required:
                     self.error(full, line, "missing required key")
@@ -155,7 +164,7 @@ class _Checker:
             if not isinstance(section, Mapping):
                 self.error(f"networks.{name}", name_line, f"expected a mapping, got {_describe(section)}")
                 continue
-            self.check_keys(section, NETWORK_KEYS, prefix)
+            self.check_keys(section, NETWORK_KEYS, prefix, name_line)
             connector = section.get("connector")
             extra: Sequence[ConfigKey] = ()
             if isinstance(connector, str):
@@ -165,7 +174,7 @@ class _Checker:
                                f"unknown connector {connector!r} (is its package installed?)")
                 else:
                     extra = found
-                    self.check_keys(section, extra, prefix)
+                    self.check_keys(section, extra, prefix, name_line)
             self.check_templates(name, section, prefix)
             if connector is None or self.schema_for(str(connector)) is not None:
                 known = {k.path for k in (*NETWORK_KEYS, *extra)}
@@ -195,7 +204,7 @@ def validate(
 ) -> list[Problem]:
     """All problems in `doc`, errors and warnings, in file order where lines are known."""
     checker = _Checker(schema_for, require_tokens)
-    checker.check_keys(doc, CORE_KEYS, "")
+    checker.check_keys(doc, CORE_KEYS, "", 1)
     checker.check_permissions(doc)
     checker.check_networks(doc)
     if require_tokens:
