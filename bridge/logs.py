@@ -41,3 +41,5 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root.setLevel(level)
     # aiohttp's access log prints request lines with query strings; it adds nothing we need.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosqlite logs every statement twice at DEBUG, drowning the bridge's own lines.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
