@@ -127,6 +127,10 @@ class BridgeBot:
         return rest.strip() if head.lower() == COMMAND_PREFIX else None
 
     async def _send_notice(self, room_id: RoomID, text: str, reply_to: str | None = None) -> None:
+        await self.send_notice_as(self.intent, room_id, text, reply_to)
+
+    async def send_notice_as(self, intent: IntentAPI, room_id: str, text: str,
+                             reply_to: str | None = None) -> None:
         content = TextMessageEventContent(
             msgtype=MessageType.NOTICE,
             body=text,
@@ -136,7 +140,7 @@ class BridgeBot:
         if reply_to:
             content.set_reply(reply_to)
         try:
-            await self.intent.send_message_event(room_id, EventType.ROOM_MESSAGE, content)
+            await intent.send_message_event(room_id, EventType.ROOM_MESSAGE, content)
         except MatrixError as exc:
             log.warning("could not send a notice to %s: %s", room_id, exc)
 

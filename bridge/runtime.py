@@ -1,4 +1,5 @@
-"""The running bridge: wires the appservice endpoint, storage, per-room queues and the bot."""
+"""The running bridge: wires the appservice endpoint, storage, per-portal queues, the bot,
+and one `NetworkRuntime` per configured network."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import re
 from typing import Any
 
 from mautrix.errors import MatrixError
-from mautrix.types import Event, EventType, MessageEvent, StateEvent
+from mautrix.types import Event, EventType, Membership, MessageEvent, StateEvent
 from mautrix.types.util.serializable import SerializerError
-from sqlalchemy import select
+
+from connectors.api import ChatKind, ChatRef, RemoteEvent, RemoteUser
 
 from bridge.appservice.dispatch import RoomDispatcher
 from bridge.appservice.inbox import StoredEvent, TransactionInbox
@@ -19,9 +21,16 @@ from bridge.appservice.server import RaptureAppService
 from bridge.bot import BridgeBot, is_bot_invite
 from bridge.config import Config
 from bridge.db.engine import make_engine, make_sessionmaker
-from bridge.db.models import Ghost
+from bridge.ghosts import GhostManager
+from bridge.identity import alias_template
+from bridge.matrix_to_remote import MatrixToRemote
+from bridge.networks import NetworkRuntime
+from bridge.outbox import Outbox
+from bridge.portals import PortalInfo, PortalStore
+from bridge.remote_to_matrix import RemoteToMatrix
 
 log = logging.getLogger("rapture.bridge")
+OUTBOX_CHECK_SECONDS = 2.0
 
 
 class Bridge:
@@ -30,7 +39,7 @@ class Bridge:
         self.engine = make_engine(config.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.inbox = TransactionInbox(self.sessions)
-        self.dispatcher: RoomDispatcher[StoredEvent] = RoomDispatcher(self._handle_stored)
+        self.dispatcher: RoomDispatcher[Any] = RoomDispatcher(self._handle_item)
         self.az = RaptureAppService(
             server=config.homeserver_address,
             domain=config.homeserver_domain,
@@ -45,34 +54,49 @@ class Bridge:
             query_alias=self.query_alias,
         )
         self.bot = BridgeBot(self)
-        self._ghost_patterns = [
-            re.compile(net.ghost_regex(config.homeserver_domain)) for net in config.networks.values()
-        ]
+        self.ghosts = GhostManager(self)
+        self.portals = PortalStore(self)
+        self.to_remote = MatrixToRemote(self)
+        self.to_matrix = RemoteToMatrix(self)
+        self.outbox = Outbox(self.sessions, self.to_remote.report_failure)
+        self.networks: dict[str, NetworkRuntime] = {
+            name: NetworkRuntime(self, net) for name, net in config.networks.items()
+        }
+        self._alias_patterns = []
+        for net in config.networks.values():
+            prefix, suffix = alias_template(net.alias_template).split(network=net.name)
+            self._alias_patterns.append((net.name, re.compile(
+                f"#{re.escape(prefix)}(.+){re.escape(suffix)}:{re.escape(config.homeserver_domain)}"
+            )))
         self._background: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.portals.load()
+        await self.outbox.load()
         await self.az.start(self.config.appservice_hostname, self.config.appservice_port)
         log.info("appservice listening on %s:%d", self.config.appservice_hostname,
                  self.config.appservice_port)
         # Serve first, then reach the homeserver: a homeserver that starts after us (or is
-        # briefly down) only delays the bot's profile, never the intake of transactions.
+        # briefly down) only delays the bot, never the intake of transactions.
         for event in await self.inbox.pending():
-            await self.dispatcher.submit(event.room_id, event)
-        self._spawn(self._connect_homeserver())
-        self._spawn(self._prune_periodically())
+            self.dispatcher.submit(event.room_id, event)
+        self.spawn(self._connect_homeserver())
+        self.spawn(self._prune_periodically())
 
     async def stop(self) -> None:
         await self.dispatcher.drain(timeout=10)
-        for task in self._background:
+        for runtime in self.networks.values():
+            await runtime.stop()
+        for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.dispatcher.stop()
         await self.az.stop()
         await self.engine.dispose()
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -88,9 +112,15 @@ class Bridge:
                 log.warning("homeserver not ready (%s); retrying in %.0f s", exc, delay)
                 await asyncio.sleep(delay + random.uniform(0, delay / 4))
                 delay = min(delay * 2, 30.0)
+        log.info("bot %s registered on %s", self.config.bot_mxid, self.config.homeserver_address)
+        for runtime in self.networks.values():
+            try:
+                await runtime.start()
+            except Exception:
+                log.exception("network %s failed to start", runtime.config.name)
+        self.spawn(self._expire_outbox_periodically())
         self.az.ready = True
         self.ready.set()
-        log.info("bot %s registered on %s", self.config.bot_mxid, self.config.homeserver_address)
 
     async def _prune_periodically(self) -> None:
         while True:
@@ -100,9 +130,30 @@ class Bridge:
                 log.exception("pruning old transactions failed")
             await asyncio.sleep(3600)
 
-    # -- intake ----------------------------------------------------------------------------
+    async def _expire_outbox_periodically(self) -> None:
+        timeouts = {name: float(net.delivery_timeout) for name, net in self.config.networks.items()}
+        while True:
+            await asyncio.sleep(OUTBOX_CHECK_SECONDS)
+            if self.outbox.depth():
+                try:
+                    await self.outbox.expire(timeouts)
+                except Exception:
+                    log.exception("expiring the outbox failed")
+
+    # -- queues ----------------------------------------------------------------------------
     async def _accept(self, event: StoredEvent) -> None:
-        await self.dispatcher.submit(event.room_id, event)
+        self.dispatcher.submit(event.room_id, event)
+
+    def queue_remote(self, network: str, event: RemoteEvent) -> None:
+        chat = event.chat
+        self.dispatcher.submit(f"{network}\x00{chat.id}\x00{chat.receiver}", (network, event))
+
+    async def _handle_item(self, item: Any) -> None:
+        if isinstance(item, StoredEvent):
+            await self._handle_stored(item)
+        else:
+            network, event = item
+            await self.to_matrix.handle(network, event)
 
     async def _handle_stored(self, stored: StoredEvent) -> None:
         try:
@@ -118,44 +169,100 @@ class Bridge:
 
     def is_bridge_user(self, mxid: str) -> bool:
         """The bot or a ghost: users whose events we never bridge back."""
-        return mxid == self.config.bot_mxid or any(p.fullmatch(mxid) for p in self._ghost_patterns)
+        return mxid == self.config.bot_mxid or self.ghosts.is_ghost(mxid)
 
+    # -- Matrix events ---------------------------------------------------------------------
     async def handle_event(self, event: Event) -> None:
+        portal = self.portals.by_room(event.room_id)
         if isinstance(event, StateEvent):
-            if is_bot_invite(event, self.config.bot_mxid):
-                await self.bot.handle_invite(event)
-            elif event.type == EventType.ROOM_ENCRYPTION and await self.bot.is_control_room(event.room_id):
-                await self.bot.handle_encryption_enabled(event)
+            await self._state_event(event, portal)
             return
         if isinstance(event, MessageEvent) and event.type == EventType.ROOM_MESSAGE:
             if self.is_bridge_user(event.sender):
                 return
-            body = getattr(event.content, "body", None)
-            if not isinstance(body, str):
+            if portal is not None:
+                await self.to_remote.message(event, portal)
                 return
-            if await self.bot.is_control_room(event.room_id):
+            body = getattr(event.content, "body", None)
+            if isinstance(body, str) and await self.bot.is_control_room(event.room_id):
                 command = self.bot.strip_prefix(body)
                 await self.bot.handle_command(event.room_id, event.sender, event.event_id,
                                               command if command is not None else body)
 
+    async def _state_event(self, event: StateEvent, portal: PortalInfo | None) -> None:
+        if is_bot_invite(event, self.config.bot_mxid):
+            await self.bot.handle_invite(event)
+            return
+        if event.type == EventType.ROOM_MEMBER:
+            membership = event.content.membership
+            if (membership == Membership.INVITE and self.ghosts.is_ghost(event.state_key)
+                    and not self.is_bridge_user(event.sender) and portal is None):
+                await self.to_remote.ghost_invite(event)
+            elif portal is not None:
+                await self.to_remote.member(event, portal)
+        elif event.type == EventType.ROOM_TOPIC and portal is not None:
+            await self.to_remote.topic(event, portal)
+        elif event.type == EventType.ROOM_ENCRYPTION and await self.bot.is_control_room(event.room_id):
+            await self.bot.handle_encryption_enabled(event)
+
+    # -- helpers for the handlers ----------------------------------------------------------
+    def remote_user(self, network: str, remote_id: str) -> RemoteUser:
+        return RemoteUser(remote_id, remote_id)
+
+    async def notify(self, portal: PortalInfo, text: str, reply_to: str | None = None) -> None:
+        """A notice in a portal: from the bot in channels, from the ghost in private chats."""
+        if portal.chat.kind is ChatKind.DM:
+            intent = self.ghosts.intent(self.ghosts.mxid(portal.network, portal.chat.id))
+        else:
+            intent = self.az.intent
+        await self.bot.send_notice_as(intent, portal.room_id, text, reply_to)
+
+    async def close_dm(self, portal: PortalInfo) -> None:
+        await self.portals.remove(portal)
+        ghost = self.ghosts.intent(self.ghosts.mxid(portal.network, portal.chat.id))
+        try:
+            await ghost.leave_room(portal.room_id)
+        except MatrixError:
+            pass
+
     # -- homeserver queries ----------------------------------------------------------------
     async def query_user(self, mxid: str) -> dict[str, Any] | None:
-        """200 for ghosts we know (registering them first), 404 for everything else."""
-        if not any(p.fullmatch(mxid) for p in self._ghost_patterns):
+        """200 for any valid ghost ID (registering it first), 404 for everything else."""
+        parsed = self.ghosts.parse(mxid)
+        if parsed is None:
             return None
-        async with self.sessions() as session:
-            ghost = (await session.execute(select(Ghost).where(Ghost.mxid == mxid))).scalar_one_or_none()
-        if ghost is None:
-            return None
+        network, remote_id = parsed
+        if not await self.ghosts.known(mxid):
+            if self.networks[network].connector.normalize_user(remote_id) != remote_id:
+                return None
         try:
-            await self.az.intent.user(mxid).ensure_registered()
+            await self.ghosts.ensure(network, self.remote_user(network, remote_id))
         except MatrixError:
             log.exception("could not register ghost %s", mxid)
             return None
         return {}
 
     async def query_alias(self, alias: str) -> dict[str, Any] | None:
-        """Portals are created by connectors (dynamic portals); without one, 404."""
+        """Joining `#<alias_template>:domain` creates the channel's portal (dynamic portals)."""
+        for network, pattern in self._alias_patterns:
+            match = pattern.fullmatch(alias)
+            if not match:
+                continue
+            runtime = self.networks[network]
+            if not runtime.config.dynamic_portals:
+                return None
+            channel = match.group(1)
+            chat_id = runtime.connector.normalize_chat(channel)
+            if chat_id is None:
+                return None
+            chat = ChatRef(chat_id)
+            if self.portals.by_chat(network, chat) is not None:
+                return None  # it exists, under another alias; not ours to re-create
+            localpart = alias[1:].rsplit(":", 1)[0]
+            await self.portals.create_channel_room(network, chat, channel, localpart)
+            await runtime.connector.open_chat(chat_id)
+            return {}
         return None
+
 
 

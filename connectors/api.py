@@ -2,24 +2,33 @@
 
 A connector is found through the `rapture.connectors` entry-point group; the entry point names
 a `NetworkConnector` subclass. The core never imports a connector's modules directly, and a
-connector never touches the database or Matrix directly: it only uses what the core hands it.
+connector never touches the database or Matrix directly: it only uses the `ConnectorContext`
+the core hands it, and reports what happens on its network as the frozen `Remote*` events
+below.
 
-This module grows with the connector issues; what is here is stable:
-- `API_VERSION`: a connector states the version it targets in `NetworkConnector.api_version`;
-  the core refuses, with a clear message, a connector whose major version differs.
-- `ConfigKey`: how a connector declares the keys of its `networks.<name>` config section, so
-  `rapture check-config` validates them with the same key-and-line errors as the core's keys.
+Vocabulary: a *chat* is a remote room (an IRC channel, or a one-to-one conversation with a
+remote user); a *login* is one Matrix user's presence on the network (their puppet). Remote
+ids are the connector's normalised form (IRC: case-folded by the server's CASEMAPPING); the
+`name` next to them is what people see.
+
+Contract rules that hold for every method below unless its docstring says otherwise:
+- no method may block the event loop;
+- methods of `NetworkClient` must not raise for network trouble: they raise `SendError`
+  (with `retriable`) only from `send`, and report connection state through the context;
+- the connector never persists anything itself: the core stores ids and messages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 API_VERSION = (1, 0)
 
 
+# -- configuration -------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigKey:
     """One configuration key.
@@ -34,7 +43,7 @@ class ConfigKey:
     required: bool = False
     default: Any = None
     doc: str = ""
-    check: Callable[[Any], str | None] | None = None
+    check: Any = None  # Callable[[Any], str | None] | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,10 +55,217 @@ class ConnectorInfo:
     api_version: tuple[int, int] = API_VERSION
 
 
+# -- identities and chats --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RemoteUser:
+    id: str  # normalised, stable while the user keeps this name
+    name: str  # as displayed
+
+
+class ChatKind(enum.Enum):
+    CHANNEL = "channel"
+    DM = "dm"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRef:
+    """A remote chat. For a DM, `id` is the other user's id and `receiver` the login's MXID."""
+
+    id: str
+    kind: ChatKind = ChatKind.CHANNEL
+    receiver: str = ""
+
+
+class Role(enum.IntEnum):
+    """A remote user's standing in a chat; the core maps it to a Matrix power level."""
+
+    MEMBER = 0
+    VOICED = 1
+    MODERATOR = 2
+
+
+class MessageKind(enum.Enum):
+    TEXT = "m.text"
+    EMOTE = "m.emote"
+    NOTICE = "m.notice"
+
+
+# -- remote events (connector -> core) ---------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteMessage:
+    chat: ChatRef
+    sender: RemoteUser
+    kind: MessageKind
+    text: str  # plain text
+    html: str | None = None  # Matrix HTML when the text had formatting or mentions
+    timestamp_ms: int | None = None  # the network's own time (IRCv3 server-time), if known
+    remote_id: str | None = None  # the network's message id, if any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteJoin:
+    chat: ChatRef
+    user: RemoteUser
+    role: Role = Role.MEMBER
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteLeave:
+    """A user left a chat: parted (reason), quit (reason), or was kicked (`kicked_by`)."""
+
+    chat: ChatRef
+    user: RemoteUser
+    reason: str = ""
+    kicked_by: RemoteUser | None = None
+    is_puppet_of: str | None = None  # MXID when the one who left is a login's puppet
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteRename:
+    chat: ChatRef
+    old: RemoteUser
+    new: RemoteUser
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteTopic:
+    chat: ChatRef
+    topic: str
+    changed_by: RemoteUser | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteRoleChange:
+    chat: ChatRef
+    user: RemoteUser
+    role: Role
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteMembers:
+    """The full member list of a chat, as first seen after joining (IRC: NAMES)."""
+
+    chat: ChatRef
+    members: tuple[tuple[RemoteUser, Role], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteNotice:
+    """Something the users of a chat should know that is not a message (e.g. a netsplit)."""
+
+    chat: ChatRef
+    text: str
+
+
+RemoteEvent = (
+    RemoteMessage | RemoteJoin | RemoteLeave | RemoteRename | RemoteTopic | RemoteRoleChange
+    | RemoteMembers | RemoteNotice
+)
+
+
+# -- Matrix side (core -> connector) ------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutgoingMessage:
+    """A Matrix message for the network, already reduced to what a connector needs."""
+
+    kind: MessageKind
+    text: str  # plain body (reply fallback removed)
+    html: str | None = None  # formatted body, if any (reply fallback removed)
+    mentions: dict[str, str] = field(default_factory=dict)  # MXID -> remote name of a pill
+    event_id: str = ""
+    sender_name: str = ""  # display name, used by relays
+
+
+class SendError(Exception):
+    """Sending failed. `retriable` says whether the core should try again later."""
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class LoginState(enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    FAILED = "failed"  # needs the user (bad credentials, banned)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginInfo:
+    """What the core knows of a login when it asks the connector to build its client."""
+
+    mxid: str
+    localpart: str
+    displayname: str
+    nick: str | None = None  # the remote name chosen earlier, if any
+
+
+class ConnectorContext(Protocol):
+    """What the core gives a connector. All methods are safe to call from any coroutine."""
+
+    network: str
+
+    def queue_remote_event(self, event: RemoteEvent) -> None:
+        """Queue an event for its portal; events of one chat are handled in call order."""
+
+    def login_state(self, mxid: str, state: LoginState, message: str = "") -> None:
+        """Report a login's connection state (the core flushes its outbox on CONNECTED)."""
+
+    def login_renamed(self, mxid: str, name: str) -> None:
+        """The login's remote name changed (collision handling, or the network changed it)."""
+
+    def is_puppet(self, mxid: str) -> bool:
+        """True when the MXID belongs to a Matrix user (not a ghost or the bot)."""
+
+
+class NetworkClient:
+    """One login's connection (a puppet). Built by `NetworkConnector.make_client`."""
+
+    mxid: str
+
+    @property
+    def name(self) -> str:
+        """The login's current remote name (IRC nick)."""
+        raise NotImplementedError
+
+    @property
+    def connected(self) -> bool:
+        raise NotImplementedError
+
+    async def connect(self) -> None:
+        """Start connecting and return; state changes go to `ctx.login_state`."""
+        raise NotImplementedError
+
+    async def disconnect(self, reason: str = "") -> None:
+        raise NotImplementedError
+
+    async def join(self, chat_id: str) -> None:
+        """Join a channel (again after every reconnect, until `part`)."""
+        raise NotImplementedError
+
+    async def part(self, chat_id: str, reason: str = "") -> None:
+        raise NotImplementedError
+
+    async def send(self, chat: ChatRef, message: OutgoingMessage) -> None:
+        """Send or raise SendError. Must not return before the message is handed to the wire."""
+        raise NotImplementedError
+
+    async def set_topic(self, chat_id: str, topic: str) -> None:
+        raise NotImplementedError
+
+    async def kick(self, chat_id: str, user_id: str, reason: str = "") -> None:
+        raise NotImplementedError
+
+    def chats(self) -> Sequence[str]:
+        """The channels this login is in (or is rejoining)."""
+        raise NotImplementedError
+
+
 class NetworkConnector:
     """One instance serves one configured network.
 
-    Subclasses set `info` and may extend `config_schema()`. Must not block the event loop in
+    Subclasses set `info` and implement the methods below. Must not block the event loop in
     any method; must not raise from `stop()`.
     """
 
@@ -60,12 +276,35 @@ class NetworkConnector:
         """Keys this connector accepts in its `networks.<name>` section, beyond the core's."""
         return ()
 
-    def __init__(self, network: str, options: dict[str, Any]) -> None:
+    def __init__(self, network: str, options: dict[str, Any], ctx: ConnectorContext | None = None) -> None:
         self.network = network
         self.options = options
+        self.ctx = ctx
 
     async def start(self) -> None:
-        """Start serving the network (connections are made per login, not here)."""
+        """Start serving the network (the bridge's own presence; logins connect separately)."""
 
     async def stop(self) -> None:
         """Stop and release everything; must not raise."""
+
+    def normalize_chat(self, name: str) -> str | None:
+        """The normalised id of a chat name (`#Python` -> `#python`), or None if invalid."""
+        return None
+
+    def normalize_user(self, name: str) -> str | None:
+        """The normalised id of a remote user name, or None if it cannot be one."""
+        return None
+
+    async def open_chat(self, chat_id: str) -> None:
+        """Make the bridge present in a chat so its events flow (e.g. the bot joins)."""
+
+    async def close_chat(self, chat_id: str) -> None:
+        """Stop bridging a chat (unlink); the bridge's presence leaves it."""
+
+    def make_client(self, login: LoginInfo) -> NetworkClient:
+        """Build (do not connect) a login's client."""
+        raise NotImplementedError
+
+    async def relay(self, chat: ChatRef, message: OutgoingMessage) -> None:
+        """Send a message on behalf of a Matrix user without a puppet; raises SendError."""
+        raise SendError("this network has no relay", retriable=False)

@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 13:41:35.024394
 """
 
 from __future__ import annotations
@@ -73,6 +72,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('network', sa.String(length=64), nullable=False),
     sa.Column('remote_id', sa.String(length=255), nullable=False),
+    sa.Column('receiver', sa.String(length=255), nullable=False),
     sa.Column('room_id', sa.String(length=255), nullable=True),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('name', sa.Text(), nullable=True),
@@ -80,7 +80,7 @@ def upgrade() -> None:
     sa.Column('metadata', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('network', 'remote_id'),
+    sa.UniqueConstraint('network', 'remote_id', 'receiver'),
     sa.UniqueConstraint('room_id')
     )
     op.create_table('login',

@@ -1,7 +1,8 @@
-"""Per-room ordered queues: events of one room are handled in order, rooms in parallel.
+"""Per-portal ordered queues: items of one key are handled in order, keys in parallel.
 
-A worker task exists only while its room has work (it ends after `idle_seconds` without any),
-so ten thousand quiet rooms cost no tasks.
+A worker task exists only while its key has work (it ends after `idle_seconds` without any),
+so ten thousand quiet rooms cost no tasks. Queues are unbounded so that connectors, which
+report from synchronous callbacks, can always hand an event over without dropping it.
 """
 
 from __future__ import annotations
@@ -16,32 +17,25 @@ T = TypeVar("T")
 
 
 class RoomDispatcher(Generic[T]):
-    def __init__(
-        self,
-        handler: Callable[[T], Awaitable[None]],
-        *,
-        max_queue: int = 1000,
-        idle_seconds: float = 30.0,
-    ) -> None:
+    def __init__(self, handler: Callable[[T], Awaitable[None]], *, idle_seconds: float = 30.0) -> None:
         self._handler = handler
-        self._max_queue = max_queue
         self._idle = idle_seconds
         self._queues: dict[str, asyncio.Queue[T]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
 
     def depth(self) -> dict[str, int]:
-        return {room: q.qsize() for room, q in self._queues.items()}
+        return {key: q.qsize() for key, q in self._queues.items()}
 
-    async def submit(self, room_id: str, item: T) -> None:
-        """Queue `item` for its room; waits (back-pressure) when that room's queue is full."""
-        queue = self._queues.get(room_id)
+    def submit(self, key: str, item: T) -> None:
+        """Queue `item` behind everything queued for `key` before it."""
+        queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[room_id] = asyncio.Queue(self._max_queue)
-        await queue.put(item)
-        if room_id not in self._workers:
-            self._workers[room_id] = asyncio.create_task(self._work(room_id, queue), name=f"room:{room_id}")
+            queue = self._queues[key] = asyncio.Queue()
+        queue.put_nowait(item)
+        if key not in self._workers:
+            self._workers[key] = asyncio.create_task(self._work(key, queue), name=f"queue:{key}")
 
-    async def _work(self, room_id: str, queue: asyncio.Queue[T]) -> None:
+    async def _work(self, key: str, queue: asyncio.Queue[T]) -> None:
         try:
             while True:
                 try:
@@ -53,15 +47,15 @@ class RoomDispatcher(Generic[T]):
                 try:
                     await self._handler(item)
                 except Exception:
-                    # One bad event must not stop the room: log it and go on with the next.
-                    log.exception("handling an event in %s failed", room_id)
+                    # One bad event must not stop the queue: log it and go on with the next.
+                    log.exception("handling an event for %s failed", key)
                 finally:
                     queue.task_done()
         finally:
             # No await between the emptiness check above and this: no item can slip in unseen.
-            self._workers.pop(room_id, None)
+            self._workers.pop(key, None)
             if queue.empty():
-                self._queues.pop(room_id, None)
+                self._queues.pop(key, None)
 
     async def drain(self, timeout: float) -> None:
         """Wait, at most `timeout` seconds, for every queued item to be handled."""

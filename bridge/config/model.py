@@ -34,6 +34,9 @@ class NetworkConfig:
     alias_template: str
     dynamic_portals: bool
     relay: bool
+    voice_power_level: int = 1
+    delivery_timeout: int = 300  # seconds a message may wait in the outbox
+    idle_timeout: int = 3600  # seconds a puppet with no bridged rooms stays connected
     options: dict[str, Any] = field(default_factory=dict)  # the connector's own keys
 
     def ghost_localpart(self, escaped_nick: str) -> str:
@@ -90,6 +93,9 @@ class Config:
                 alias_template=common["alias_template"],
                 dynamic_portals=common["dynamic_portals"],
                 relay=common["relay"],
+                voice_power_level=common["voice_power_level"],
+                delivery_timeout=common["delivery_timeout"],
+                idle_timeout=common["idle_timeout"],
                 options=_defaults(section, extra),
             )
         return cls(

@@ -76,6 +76,9 @@ NETWORK_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(path="alias_template", kind=str, default=DEFAULT_ALIAS_TEMPLATE),
     ConfigKey(path="dynamic_portals", kind=bool, default=True),
     ConfigKey(path="relay", kind=bool, default=False),
+    ConfigKey(path="voice_power_level", kind=int, default=1, check=lambda v: None if 0 <= v <= 100 else "must be 0-100"),
+    ConfigKey(path="delivery_timeout", kind=int, default=300, check=_positive),
+    ConfigKey(path="idle_timeout", kind=int, default=3600, check=_positive),
 )
 
 # Mappings whose keys are the admin's own names, not schema keys.

@@ -37,11 +37,13 @@ class Portal(Base):
     """A Matrix room bridged to one remote room (channel, MUC, DM)."""
 
     __tablename__ = "portal"
-    __table_args__ = (UniqueConstraint("network", "remote_id"),)
+    __table_args__ = (UniqueConstraint("network", "remote_id", "receiver"),)
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
     network: Mapped[str] = mapped_column(String(64))
     remote_id: Mapped[str] = mapped_column(String(255))  # normalised (case-folded) remote id
+    # For a DM: the Matrix user whose private chat this is; "" for channels, which are shared.
+    receiver: Mapped[str] = mapped_column(String(255), default="")
     room_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     kind: Mapped[str] = mapped_column(String(16), default="channel")  # channel | dm
     name: Mapped[str | None] = mapped_column(Text)

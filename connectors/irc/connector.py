@@ -1,11 +1,36 @@
-"""The IRC `NetworkConnector`: its identity and its configuration keys."""
+"""The IRC `NetworkConnector`: configuration, the bridge bot's own connection, puppets, relay."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import string
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from connectors.api import ConfigKey, ConnectorInfo, NetworkConnector
+from irc.client import Event
+from irc.client_aio import AioReactor
+
+from connectors.api import (
+    ChatRef,
+    ConfigKey,
+    ConnectorInfo,
+    LoginInfo,
+    NetworkClient,
+    NetworkConnector,
+    OutgoingMessage,
+    RemoteEvent,
+    RemoteUser,
+    SendError,
+)
+from connectors.irc.channels import ChannelTracker
+from connectors.irc.connection import ConnectionSettings, IRCConnection, make_reactor
+from connectors.irc.flood import ConnectionGone
+from connectors.irc.nicks import casefold, is_valid_channel, is_valid_nick, sanitize_nick
+from connectors.irc.puppet import IRCPuppet
+from connectors.irc.render import render_lines
+
+log = logging.getLogger("rapture.irc")
 
 
 def _port(value: int) -> str | None:
@@ -16,17 +41,174 @@ def _host(value: str) -> str | None:
     return None if value.strip() and " " not in value else "must be a host name or address"
 
 
+def _nick_template(value: str) -> str | None:
+    try:
+        names = [n for _, n, _, _ in string.Formatter().parse(value) if n is not None]
+    except ValueError as exc:
+        return f"cannot parse template: {exc}"
+    unknown = [n for n in names if n not in ("localpart", "displayname")]
+    if unknown:
+        return f"unknown placeholder {{{unknown[0]}}}; allowed: {{localpart}}, {{displayname}}"
+    if not names:
+        return "must contain {localpart} or {displayname}"
+    return None
+
+
+def _nick(value: str) -> str | None:
+    return None if is_valid_nick(value) else f"{value!r} is not a valid IRC nick"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must not be negative"
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
 class IRCConnector(NetworkConnector):
     info: ClassVar[ConnectorInfo] = ConnectorInfo(name="irc", display_name="IRC")
 
     @classmethod
     def config_schema(cls) -> Sequence[ConfigKey]:
         return (
-            ConfigKey(path="host", kind=str, required=True, check=_host,
-                      doc="IRC server host name"),
-            ConfigKey(path="port", kind=int, default=6667, check=_port,
-                      doc="IRC server port (6697 is usual with TLS)"),
+            ConfigKey(path="host", kind=str, required=True, check=_host, doc="IRC server host name"),
+            ConfigKey(path="port", kind=int, default=6667, check=_port, doc="IRC server port"),
             ConfigKey(path="tls", kind=bool, default=False, doc="connect with TLS"),
-            ConfigKey(path="nick_template", kind=str, default="{localpart}[m]",
+            ConfigKey(path="password", kind=str, default=None, doc="server password (PASS), if any"),
+            ConfigKey(path="nick_template", kind=str, default="{localpart}[m]", check=_nick_template,
                       doc="nick of a Matrix user's puppet; {localpart} and {displayname}"),
+            ConfigKey(path="bot_nick", kind=str, default="rapture", check=_nick,
+                      doc="nick of the bridge's own connection (listens in every channel, relays)"),
+            ConfigKey(path="flood_burst", kind=int, default=10, check=_positive,
+                      doc="lines a connection may send at once before flood control slows it"),
+            ConfigKey(path="flood_rate", kind=(int, float), default=2.0, check=_non_negative,
+                      doc="lines per second after the burst; 0 turns flood control off"),
+            ConfigKey(path="max_concurrent_connects", kind=int, default=20, check=_positive,
+                      doc="connections (re)connecting at the same time, at most"),
+            ConfigKey(path="netsplit_grace", kind=(int, float), default=30, check=_non_negative,
+                      doc="seconds to wait for users lost in a netsplit to come back"),
         )
+
+    def __init__(self, network: str, options: dict[str, Any], ctx: Any = None) -> None:
+        super().__init__(network, options, ctx)
+        self.reactor: AioReactor | None = None
+        self.limiter = asyncio.Semaphore(int(options.get("max_concurrent_connects") or 20))
+        self.bot: IRCConnection | None = None
+        self.tracker: ChannelTracker | None = None
+        self._puppet_nicks: dict[str, str] = {}  # folded nick -> MXID
+        self._puppets: dict[str, IRCPuppet] = {}  # MXID -> puppet
+
+    # -- helpers for puppets and the tracker ---------------------------------------------------
+    @property
+    def casemapping(self) -> str:
+        return self.bot.casemapping if self.bot is not None else "rfc1459"
+
+    def fold(self, name: str) -> str:
+        return casefold(name, self.casemapping)
+
+    def user(self, nick: str) -> RemoteUser:
+        return RemoteUser(self.fold(nick), nick)
+
+    def emit(self, event: RemoteEvent) -> None:
+        if self.ctx is not None:
+            self.ctx.queue_remote_event(event)
+
+    def puppet_of(self, folded_nick: str) -> str | None:
+        return self._puppet_nicks.get(folded_nick)
+
+    def remember_puppet_nick(self, puppet: IRCPuppet) -> None:
+        self.forget_puppet_nick(puppet)
+        self._puppet_nicks[self.fold(puppet.name)] = puppet.mxid
+
+    def forget_puppet_nick(self, puppet: IRCPuppet) -> None:
+        for nick, mxid in list(self._puppet_nicks.items()):
+            if mxid == puppet.mxid:
+                del self._puppet_nicks[nick]
+
+    def settings_for(self, username: str, realname: str) -> ConnectionSettings:
+        o = self.options
+        ident = "".join(c for c in username.lower() if c.isalnum())[:10] or "matrix"
+        return ConnectionSettings(
+            host=o["host"], port=int(o.get("port") or 6667), tls=bool(o.get("tls")),
+            username=ident, realname=realname or username, password=o.get("password"),
+            burst=int(o.get("flood_burst") or 10), rate=float(o.get("flood_rate") if o.get("flood_rate") is not None else 2.0),
+        )
+
+    # -- NetworkConnector ------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.reactor = make_reactor()
+        nick = self.options.get("bot_nick") or "rapture"
+        self.bot = IRCConnection(
+            settings=self.settings_for("rapture", "Rapture bridge"), nick=nick, reactor=self.reactor,
+            limiter=self.limiter, on_event=self._on_bot_event, on_state=self._on_bot_state,
+        )
+        self.tracker = ChannelTracker(
+            emit=self.emit, fold=self.fold, own_nick=lambda: self.bot.nick if self.bot else nick,
+            puppet_of=self.puppet_of, netsplit_grace=float(self.options.get("netsplit_grace") or 30),
+        )
+        self.bot.start()
+
+    async def stop(self) -> None:
+        for puppet in list(self._puppets.values()):
+            try:
+                await puppet.disconnect("Bridge shutting down")
+            except Exception:
+                log.exception("stopping puppet %s", puppet.mxid)
+        if self.bot is not None:
+            await self.bot.stop("Bridge shutting down")
+
+    def normalize_chat(self, name: str) -> str | None:
+        return self.fold(name) if is_valid_channel(name) else None
+
+    def normalize_user(self, name: str) -> str | None:
+        return self.fold(name) if is_valid_nick(name, 64) else None
+
+    async def open_chat(self, chat_id: str) -> None:
+        if self.bot is not None:
+            self.bot.join(chat_id)
+
+    async def close_chat(self, chat_id: str) -> None:
+        if self.bot is not None:
+            self.bot.part(chat_id, "Unlinked from Matrix")
+
+    def make_client(self, login: LoginInfo) -> NetworkClient:
+        existing = self._puppets.get(login.mxid)
+        if existing is not None:
+            return existing
+        template = self.options.get("nick_template") or "{localpart}[m]"
+        wanted = login.nick or template.format(localpart=login.localpart, displayname=login.displayname)
+        puppet = IRCPuppet(self, login, sanitize_nick(wanted))
+        self._puppets[login.mxid] = puppet
+        return puppet
+
+    def drop_client(self, mxid: str) -> None:
+        self._puppets.pop(mxid, None)
+
+    async def relay(self, chat: ChatRef, message: OutgoingMessage) -> None:
+        bot = self.bot
+        if bot is None or not bot.connected:
+            raise SendError("the bridge is not connected to IRC", retriable=True)
+        prefix = "" if message.kind.value == "m.emote" else f"<{message.sender_name}> "
+        if message.kind.value == "m.emote":
+            message = OutgoingMessage(kind=message.kind, text=f"{message.sender_name} {message.text}",
+                                      html=None, mentions=message.mentions, event_id=message.event_id,
+                                      sender_name=message.sender_name)
+        lines = render_lines(message, target=chat.id, nick=bot.nick, mask_bytes=bot.mask_bytes, prefix=prefix)
+        try:
+            for line in lines[:-1]:
+                bot.send(line)
+            if lines:
+                await bot.send_wait(lines[-1])
+        except ConnectionGone as exc:
+            raise SendError(f"connection lost: {exc}", retriable=True) from exc
+
+    # -- the bot's connection ----------------------------------------------------------------------
+    def _on_bot_state(self, conn: IRCConnection, state: str, message: str) -> None:
+        if state != "connected" and self.tracker is not None:
+            self.tracker.reset()
+        log.info("%s: bridge connection %s %s", self.network, state, message)
+
+    def _on_bot_event(self, conn: IRCConnection, event: Event) -> None:
+        if self.tracker is not None:
+            self.tracker.handle(event)

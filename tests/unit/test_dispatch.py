@@ -21,8 +21,8 @@ async def test_order_per_room_and_rooms_in_parallel() -> None:
 
     dispatcher: RoomDispatcher[tuple[str, int]] = RoomDispatcher(handle, idle_seconds=0.05)
     for n in range(3):
-        await dispatcher.submit("slow", ("slow", n))
-        await dispatcher.submit("fast", ("fast", n))
+        dispatcher.submit("slow", ("slow", n))
+        dispatcher.submit("fast", ("fast", n))
     await dispatcher.drain(timeout=5)
     assert [n for r, n in seen if r == "slow"] == [0, 1, 2]
     assert [n for r, n in seen if r == "fast"] == [0, 1, 2]
@@ -41,6 +41,6 @@ async def test_a_failing_event_does_not_stop_its_room() -> None:
 
     dispatcher: RoomDispatcher[int] = RoomDispatcher(handle, idle_seconds=0.05)
     for n in range(3):
-        await dispatcher.submit("room", n)
+        dispatcher.submit("room", n)
     await dispatcher.drain(timeout=5)
     assert done == [0, 2]

@@ -1,0 +1,181 @@
+"""Remote -> Matrix: what connectors report becomes ghost messages, memberships and state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from mautrix.appservice import IntentAPI
+from mautrix.errors import MatrixError
+from mautrix.types import EventType, Format, MessageType, PowerLevelStateEventContent, TextMessageEventContent
+
+from connectors.api import (
+    ChatKind,
+    RemoteEvent,
+    RemoteJoin,
+    RemoteLeave,
+    RemoteMembers,
+    RemoteMessage,
+    RemoteNotice,
+    RemoteRename,
+    RemoteRoleChange,
+    RemoteTopic,
+    RemoteUser,
+    Role,
+)
+
+from bridge.portals import PortalInfo
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+
+log = logging.getLogger("rapture.remote")
+MODERATOR_LEVEL = 50
+MEMBER_SYNC_CONCURRENCY = 8
+
+
+class RemoteToMatrix:
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    async def handle(self, network: str, event: RemoteEvent) -> None:
+        if isinstance(event, RemoteMessage):
+            await self.message(network, event)
+            return
+        portal = self.bridge.portals.by_chat(network, event.chat)
+        if portal is None:
+            return  # nothing bridged there (anymore)
+        if isinstance(event, RemoteJoin):
+            await self.join(network, portal, event.user, event.role)
+        elif isinstance(event, RemoteLeave):
+            await self.leave(network, portal, event)
+        elif isinstance(event, RemoteRename):
+            await self.rename(network, portal, event)
+        elif isinstance(event, RemoteTopic):
+            await self.topic(network, portal, event)
+        elif isinstance(event, RemoteRoleChange):
+            await self.set_roles(network, portal, [(event.user, event.role)])
+        elif isinstance(event, RemoteMembers):
+            await self.members(network, portal, event)
+        elif isinstance(event, RemoteNotice):
+            await self.bridge.notify(portal, event.text)
+
+    async def _ghost_in(self, network: str, portal: PortalInfo, user: RemoteUser) -> IntentAPI:
+        intent = await self.bridge.ghosts.ensure(network, user)
+        await intent.ensure_joined(portal.room_id, bot=self.bridge.az.intent)
+        return intent
+
+    # -- messages ----------------------------------------------------------------------------
+    async def message(self, network: str, event: RemoteMessage) -> None:
+        portal = self.bridge.portals.by_chat(network, event.chat)
+        if portal is None and event.chat.kind is ChatKind.DM:
+            portal = await self._open_dm(network, event)
+        if portal is None:
+            return
+        intent = await self._ghost_in(network, portal, event.sender)
+        content = TextMessageEventContent(msgtype=MessageType(event.kind.value), body=event.text)
+        if event.html:
+            content.format = Format.HTML
+            content.formatted_body = event.html
+        await intent.send_message_event(portal.room_id, EventType.ROOM_MESSAGE, content,
+                                        timestamp=event.timestamp_ms)
+
+    async def _open_dm(self, network: str, event: RemoteMessage) -> PortalInfo | None:
+        """An IRC user wrote to a puppet: their ghost opens a private chat with its Matrix user."""
+        receiver = event.chat.receiver
+        intent = await self.bridge.ghosts.ensure(network, event.sender)
+        room_id = await intent.create_room(
+            name=None, is_direct=True, invitees=[receiver],
+            initial_state=[{"type": "m.room.history_visibility", "state_key": "",
+                            "content": {"history_visibility": "shared"}}],
+        )
+        log.info("opened DM %s between %s and %s on %s", room_id, receiver, event.sender.name, network)
+        return await self.bridge.portals.add(network, event.chat, room_id, event.sender.name)
+
+    # -- membership --------------------------------------------------------------------------
+    async def join(self, network: str, portal: PortalInfo, user: RemoteUser, role: Role) -> None:
+        await self._ghost_in(network, portal, user)
+        if role is not Role.MEMBER:
+            await self.set_roles(network, portal, [(user, role)])
+
+    async def leave(self, network: str, portal: PortalInfo, event: RemoteLeave) -> None:
+        bridge = self.bridge
+        if event.is_puppet_of is not None:
+            # A Matrix user's puppet was kicked on IRC: they leave the room too.
+            kicker = event.kicked_by.name if event.kicked_by else "someone"
+            await bridge.networks[network].logins.part(event.is_puppet_of, portal.chat.id)
+            try:
+                await bridge.az.intent.kick_user(portal.room_id, event.is_puppet_of,
+                                                 f"Kicked on {network} by {kicker}: {event.reason}".rstrip(": "))
+            except MatrixError as exc:
+                log.warning("could not kick %s from %s: %s", event.is_puppet_of, portal.room_id, exc)
+            return
+        mxid = bridge.ghosts.mxid(network, event.user.id)
+        if event.kicked_by is not None:
+            reason = f"Kicked by {event.kicked_by.name}: {event.reason}".rstrip(": ")
+            kicker = await self._ghost_in(network, portal, event.kicked_by)
+            try:
+                await kicker.kick_user(portal.room_id, mxid, event.reason or "")
+                return
+            except MatrixError:
+                await bridge.az.intent.kick_user(portal.room_id, mxid, reason)
+                return
+        await bridge.ghosts.intent(mxid).leave_room(portal.room_id, reason=event.reason or None)
+
+    async def rename(self, network: str, portal: PortalInfo, event: RemoteRename) -> None:
+        old = self.bridge.ghosts.mxid(network, event.old.id)
+        new_intent = await self._ghost_in(network, portal, event.new)
+        await self.bridge.ghosts.intent(old).leave_room(portal.room_id, reason=f"Changed nick to {event.new.name}")
+        await self._copy_level(portal, old, new_intent.mxid)
+
+    async def _copy_level(self, portal: PortalInfo, old: str, new: str) -> None:
+        bot = self.bridge.az.intent
+        levels = await bot.get_power_levels(portal.room_id)
+        level = levels.users.get(old)
+        if level:
+            levels.users[new] = level
+            levels.users.pop(old, None)
+            await bot.set_power_levels(portal.room_id, levels)
+
+    async def members(self, network: str, portal: PortalInfo, event: RemoteMembers) -> None:
+        """The first member list after joining: every remote user appears, ops get their level."""
+        limit = asyncio.Semaphore(MEMBER_SYNC_CONCURRENCY)
+
+        async def add(user: RemoteUser) -> None:
+            async with limit:
+                try:
+                    await self._ghost_in(network, portal, user)
+                except MatrixError as exc:
+                    log.warning("could not add %s to %s: %s", user.name, portal.room_id, exc)
+
+        await asyncio.gather(*(add(user) for user, _role in event.members))
+        await self.set_roles(network, portal, [(u, r) for u, r in event.members if r is not Role.MEMBER])
+
+    async def set_roles(self, network: str, portal: PortalInfo, roles: list[tuple[RemoteUser, Role]]) -> None:
+        if not roles:
+            return
+        bot = self.bridge.az.intent
+        levels: PowerLevelStateEventContent = await bot.get_power_levels(portal.room_id)
+        voice = self.bridge.config.networks[network].voice_power_level
+        changed = False
+        for user, role in roles:
+            mxid = self.bridge.ghosts.mxid(network, user.id)
+            want = {Role.MODERATOR: MODERATOR_LEVEL, Role.VOICED: voice}.get(role, 0)
+            if levels.users.get(mxid, 0) != want:
+                if want:
+                    levels.users[mxid] = want
+                else:
+                    levels.users.pop(mxid, None)
+                changed = True
+        if changed:
+            await bot.set_power_levels(portal.room_id, levels)
+
+    async def topic(self, network: str, portal: PortalInfo, event: RemoteTopic) -> None:
+        if event.topic == (portal.topic or ""):
+            return
+        intent = self.bridge.az.intent
+        if event.changed_by is not None:
+            intent = await self._ghost_in(network, portal, event.changed_by)
+        await intent.set_room_topic(portal.room_id, event.topic)
+        await self.bridge.portals.set_topic(portal, event.topic)

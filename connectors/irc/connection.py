@@ -1,0 +1,413 @@
+"""One IRC connection (the bridge bot's or a puppet's), on `irc.client_aio`.
+
+What this adds to the library, and why:
+- CAP negotiation before registration: the library sends NICK/USER at once, so we send
+  `CAP LS 302` first; the server then holds registration until our `CAP END`;
+- flood control with a priority queue (`FloodControl`), and PONG that never waits;
+- keep-alive: a PING when the server has been quiet, a reconnect when it stays quiet;
+- reconnects with exponential backoff and jitter, bounded by a limiter shared by all
+  connections of a network (no reconnect storm after a netsplit or a server restart);
+- channels are remembered and rejoined after every reconnect;
+- nick collisions (433) during registration try variants.
+Invalid UTF-8 from the server is decoded leniently (latin-1 fallback), never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from irc.client import Event, NickMask
+from irc.client_aio import AioConnection, AioReactor
+from irc.connection import AioFactory
+from jaraco.stream.buffer import LenientDecodingLineBuffer
+
+from connectors.irc.flood import URGENT, ConnectionGone, FloodControl
+from connectors.irc.lines import clean_line
+from connectors.irc.nicks import DEFAULT_NICK_LENGTH, casefold, nick_variants
+
+log = logging.getLogger("rapture.irc")
+
+# The IRCv3 capabilities we use when the server offers them.
+WANTED_CAPS = frozenset({
+    "server-time", "message-tags", "echo-message", "multi-prefix", "away-notify",
+    "account-tag", "chghost", "extended-join", "userhost-in-names", "cap-notify",
+})
+PING_AFTER = 60.0  # seconds of silence before we ask the server if it is still there
+DEAD_AFTER = 150.0  # seconds of silence after which the connection is considered dead
+REGISTRATION_TIMEOUT = 30.0
+
+
+class _Connection(AioConnection):
+    """The library's connection, decoding leniently and opening with CAP LS."""
+
+    buffer_class = LenientDecodingLineBuffer
+    owner: IRCConnection
+
+    async def open(self, host: str, port: int, nick: str, username: str, realname: str,
+                   password: str | None, factory: AioFactory) -> None:
+        # What AioConnection.connect does, plus CAP LS before NICK/USER.
+        self.buffer = self.buffer_class()
+        self.handlers = {}
+        self.real_server_name = ""
+        self.real_nickname = nick
+        self.server, self.port, self.server_address = host, port, (host, port)
+        self.nickname, self.username, self.ircname = nick, username, realname
+        self.password = password
+        self.connect_factory = factory
+        protocol = self.protocol_class(self, self.reactor.loop)
+        self.transport, self.protocol = await factory(protocol, self.server_address)
+        self.connected = True
+        self.reactor._on_connect(self.protocol, self.transport)
+        self.send_raw("CAP LS 302")
+        if password:
+            self.send_raw(f"PASS {password}")
+        self.send_raw(f"NICK {nick}")
+        self.send_raw(f"USER {username} 0 * :{realname}")
+
+    def send_raw(self, string: str) -> None:
+        # Only for the library's own QUIT (also called while the link is already closing,
+        # from connection_lost) and our registration lines: write directly, or drop.
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(self._prep_message(string))
+
+
+@dataclass
+class ConnectionSettings:
+    host: str
+    port: int
+    tls: bool
+    username: str
+    realname: str
+    password: str | None = None
+    burst: int = 10
+    rate: float = 2.0
+
+
+@dataclass
+class _ChannelWish:
+    name: str
+    key: str = ""
+
+
+EventCallback = Callable[["IRCConnection", Event], None]
+StateCallback = Callable[["IRCConnection", str, str], None]  # (conn, state, message)
+
+
+@dataclass(eq=False)
+class IRCConnection:
+    settings: ConnectionSettings
+    nick: str
+    reactor: AioReactor
+    limiter: asyncio.Semaphore
+    on_event: EventCallback
+    on_state: StateCallback
+    channels: dict[str, _ChannelWish] = field(default_factory=dict)  # folded -> wish
+    joined: set[str] = field(default_factory=set)  # folded names we are in right now
+    caps: set[str] = field(default_factory=set)
+    registered: bool = False
+    casemapping: str = "rfc1459"
+    nick_length: int = DEFAULT_NICK_LENGTH
+    mask_bytes: int | None = None  # len("!user@host") once known
+    _conn: _Connection | None = None
+    _flood: FloodControl | None = None
+    _want: bool = False
+    _task: asyncio.Task[None] | None = None
+    _offered: set[str] = field(default_factory=set)
+    _nick_tries: list[str] = field(default_factory=list)
+    _last_rx: float = 0.0
+    _keepalive: asyncio.TimerHandle | None = None
+    _attempt: int = 0
+    _registered_event: asyncio.Event = field(default_factory=asyncio.Event)
+    wanted_nick: str = ""
+
+    def __post_init__(self) -> None:
+        self.wanted_nick = self.nick
+
+    # -- life cycle ------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self.registered and self._conn is not None and bool(getattr(self._conn, "connected", False))
+
+    def start(self) -> None:
+        """Connect in the background (and keep reconnecting) until `stop`."""
+        self._want = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._connect_loop(), name=f"irc:{self.nick}")
+
+    async def stop(self, reason: str = "") -> None:
+        self._want = False
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        conn = self._conn
+        if conn is not None and getattr(conn, "connected", False):
+            conn.send_raw(f"QUIT :{clean_line(reason)}")
+            conn.transport.close()
+        self._teardown("stopped")
+        if conn is not None:
+            self._conn = None
+            conn.owner = None  # type: ignore[assignment]
+            try:
+                self.reactor.connections.remove(conn)
+            except ValueError:
+                pass
+
+    async def wait_registered(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._registered_event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _connect_loop(self) -> None:
+        while self._want and not self.connected:
+            async with self.limiter:
+                ok = await self._connect_once()
+            if ok or not self._want:
+                return
+            self._attempt += 1
+            delay = min(60.0, 2 ** min(self._attempt, 6)) * random.uniform(0.5, 1.0)
+            log.info("%s: reconnecting in %.1f s", self.nick, delay)
+            await asyncio.sleep(delay)
+
+    async def _connect_once(self) -> bool:
+        s = self.settings
+        self.on_state(self, "connecting", "")
+        if self._conn is None:
+            self._conn = self.reactor.server()
+            self._conn.owner = self
+        self._registered_event.clear()
+        self._nick_tries = nick_variants(self.wanted_nick, self.nick_length)
+        self.nick = self.wanted_nick
+        factory = AioFactory(ssl=ssl.create_default_context()) if s.tls else AioFactory()
+        try:
+            await asyncio.wait_for(
+                self._conn.open(s.host, s.port, self.nick, s.username, s.realname, s.password, factory),
+                REGISTRATION_TIMEOUT,
+            )
+        except (OSError, TimeoutError, ConnectionGone) as exc:
+            log.info("%s: cannot connect to %s:%d: %s", self.nick, s.host, s.port, exc)
+            self.on_state(self, "disconnected", f"cannot connect: {exc}")
+            return False
+        self._flood = FloodControl(self._write, burst=s.burst, rate=s.rate)
+        self._last_rx = time.monotonic()
+        if await self.wait_registered(REGISTRATION_TIMEOUT):
+            self._attempt = 0
+            return True
+        log.info("%s: registration did not finish in time", self.nick)
+        self._close_transport()
+        return False
+
+    def _write(self, line: str) -> None:
+        conn = self._conn
+        if conn is None or conn.transport is None or conn.transport.is_closing():
+            raise ConnectionGone("not connected")
+        conn.transport.write(conn._prep_message(line))
+
+    def _close_transport(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.transport is not None:
+            conn.transport.close()
+
+    def _teardown(self, reason: str) -> None:
+        was = self.registered
+        self.registered = False
+        self.joined.clear()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        if self._flood is not None:
+            self._flood.fail_all(reason)
+        if was:
+            self.on_state(self, "disconnected", reason)
+
+    # -- sending ---------------------------------------------------------------------------
+    def send(self, line: str, priority: int = 1) -> None:
+        if self._flood is None:
+            raise ConnectionGone("not connected")
+        self._flood.send(line, priority)
+
+    async def send_wait(self, line: str) -> None:
+        """Queue a line and wait until it is written (raises ConnectionGone)."""
+        if self._flood is None or not self.connected:
+            raise ConnectionGone("not connected")
+        await self._flood.send_and_wait(line)
+
+    @property
+    def queued(self) -> int:
+        return self._flood.pending if self._flood is not None else 0
+
+    def join(self, channel: str, key: str = "") -> None:
+        folded = casefold(channel, self.casemapping)
+        self.channels[folded] = _ChannelWish(channel, key)
+        if self.connected and folded not in self.joined:
+            self.send(f"JOIN {channel} {key}".rstrip())
+
+    def part(self, channel: str, reason: str = "") -> None:
+        folded = casefold(channel, self.casemapping)
+        self.channels.pop(folded, None)
+        if self.connected and folded in self.joined:
+            self.send(f"PART {channel} :{clean_line(reason)}")
+
+    def folded(self, name: str) -> str:
+        return casefold(name, self.casemapping)
+
+    # -- incoming --------------------------------------------------------------------------
+    def handle(self, event: Event) -> None:
+        self._last_rx = time.monotonic()
+        kind = event.type
+        if kind == "all_raw_messages":
+            return
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, event)
+        self.on_event(self, event)
+
+    def _on_disconnect(self, event: Event) -> None:
+        self._teardown("connection closed")
+        if self._want and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._connect_loop(), name=f"irc:{self.nick}")
+
+    def _on_ping(self, event: Event) -> None:
+        target = event.target or (event.arguments[0] if event.arguments else "")
+        self._urgent(f"PONG :{target}")
+
+    def _urgent(self, line: str) -> None:
+        if self._flood is not None:
+            self._flood.send(line, URGENT)
+        else:
+            self._write(line)
+
+    def _on_cap(self, event: Event) -> None:
+        args = list(event.arguments)
+        if not args:
+            return
+        sub = args[0].upper()
+        if sub in ("LS", "NEW"):
+            more = len(args) > 2 and args[1] == "*"
+            offered = args[-1].split()
+            self._offered |= {cap.split("=", 1)[0] for cap in offered}
+            if more:
+                return
+            wanted = sorted(WANTED_CAPS & self._offered - self.caps)
+            if wanted:
+                self._urgent(f"CAP REQ :{' '.join(wanted)}")
+            elif not self.registered:
+                self._urgent("CAP END")
+        elif sub == "ACK":
+            self.caps |= {c.lstrip("-") for c in args[-1].split() if not c.startswith("-")}
+            if not self.registered:
+                self._urgent("CAP END")
+        elif sub == "NAK":
+            if not self.registered:
+                self._urgent("CAP END")
+        elif sub == "DEL":
+            self.caps -= set(args[-1].split())
+
+    def _on_welcome(self, event: Event) -> None:
+        self.registered = True
+        self.nick = event.target or self.nick
+        self._registered_event.set()
+        self._schedule_keepalive()
+        for wish in list(self.channels.values()):
+            self.send(f"JOIN {wish.name} {wish.key}".rstrip())
+        self.on_state(self, "connected", "")
+
+    def _on_featurelist(self, event: Event) -> None:
+        features = self._conn.features if self._conn is not None else None
+        if features is None:
+            return
+        self.casemapping = str(getattr(features, "casemapping", self.casemapping) or "rfc1459")
+        self.nick_length = int(getattr(features, "nicklen", self.nick_length) or DEFAULT_NICK_LENGTH)
+
+    def _on_nick_taken(self, event: Event) -> None:
+        if self.registered:
+            return  # a NICK command of ours failed; the server keeps our old nick
+        if not self._nick_tries:
+            self._close_transport()
+            return
+        self.nick = self._nick_tries.pop(0)
+        self._urgent(f"NICK {self.nick}")
+
+    def _on_join(self, event: Event) -> None:
+        source = NickMask(event.source)
+        if self.folded(source.nick) == self.folded(self.nick):
+            self.joined.add(self.folded(event.target))
+            userhost = source.userhost
+            if userhost:
+                self.mask_bytes = len(f"!{userhost}".encode())
+
+    def _on_part(self, event: Event) -> None:
+        if self.folded(NickMask(event.source).nick) == self.folded(self.nick):
+            self.joined.discard(self.folded(event.target))
+
+    def _on_kick(self, event: Event) -> None:
+        if event.arguments and self.folded(event.arguments[0]) == self.folded(self.nick):
+            folded = self.folded(event.target)
+            self.joined.discard(folded)
+            self.channels.pop(folded, None)
+
+    def _on_nick(self, event: Event) -> None:
+        if self.folded(NickMask(event.source).nick) == self.folded(self.nick):
+            self.nick = event.target
+            self.wanted_nick = event.target
+
+    def _schedule_keepalive(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._keepalive = loop.call_later(PING_AFTER / 2, self._check_alive)
+
+    def _check_alive(self) -> None:
+        self._keepalive = None
+        if not self.registered:
+            return
+        silent = time.monotonic() - self._last_rx
+        if silent > DEAD_AFTER:
+            log.info("%s: no answer from the server for %.0f s; reconnecting", self.nick, silent)
+            self._close_transport()
+            return
+        if silent > PING_AFTER:
+            self._urgent(f"PING :rapture-{int(time.time())}")
+        self._schedule_keepalive()
+
+
+_HANDLERS: dict[str, Callable[[IRCConnection, Event], None]] = {
+    "disconnect": IRCConnection._on_disconnect,
+    "ping": IRCConnection._on_ping,
+    "cap": IRCConnection._on_cap,
+    "welcome": IRCConnection._on_welcome,
+    "featurelist": IRCConnection._on_featurelist,
+    "nicknameinuse": IRCConnection._on_nick_taken,
+    "erroneusnickname": IRCConnection._on_nick_taken,
+    "unavailresource": IRCConnection._on_nick_taken,
+    "join": IRCConnection._on_join,
+    "part": IRCConnection._on_part,
+    "kick": IRCConnection._on_kick,
+    "nick": IRCConnection._on_nick,
+}
+
+
+def make_reactor() -> AioReactor:
+    """A reactor whose events all go to the owning IRCConnection."""
+    reactor = AioReactor(loop=asyncio.get_running_loop())
+    # Our own PONG is urgent in the flood queue; the library's would bypass it unordered.
+    for handler in list(reactor.handlers.get("ping", [])):
+        reactor.handlers["ping"].remove(handler)
+
+    def dispatch(connection: Any, event: Event) -> None:
+        owner = getattr(connection, "owner", None)
+        if owner is not None:
+            try:
+                owner.handle(event)
+            except Exception:
+                log.exception("error handling IRC %s", event.type)
+
+    reactor.add_global_handler("all_events", dispatch)
+    reactor.connection_class = _Connection
+    return reactor
