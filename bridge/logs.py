@@ -43,3 +43,5 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # aiosqlite logs every statement twice at DEBUG, drowning the bridge's own lines.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # The irc library logs every line it reads and writes, twice, at DEBUG.
+    logging.getLogger("irc").setLevel(logging.INFO)

@@ -112,7 +112,8 @@ class PortalStore:
             visibility=RoomDirectoryVisibility.PRIVATE,
             preset=RoomCreatePreset.PUBLIC,
             name=name,
-            power_level_override={**PORTAL_POWER_LEVELS, "users": {bot.mxid: 100}},
+            # The creating bot has full power (and, in room version 12, must not be listed).
+            power_level_override=PORTAL_POWER_LEVELS,
             initial_state=[{"type": "m.room.history_visibility", "state_key": "",
                             "content": {"history_visibility": "shared"}}],
         )

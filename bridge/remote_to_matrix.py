@@ -55,7 +55,7 @@ class RemoteToMatrix:
         elif isinstance(event, RemoteTopic):
             await self.topic(network, portal, event)
         elif isinstance(event, RemoteRoleChange):
-            await self.set_roles(network, portal, [(event.user, event.role)])
+            await self.set_roles(network, portal, [(event.user, event.role)], event.is_puppet_of)
         elif isinstance(event, RemoteMembers):
             await self.members(network, portal, event)
         elif isinstance(event, RemoteNotice):
@@ -152,7 +152,9 @@ class RemoteToMatrix:
         await asyncio.gather(*(add(user) for user, _role in event.members))
         await self.set_roles(network, portal, [(u, r) for u, r in event.members if r is not Role.MEMBER])
 
-    async def set_roles(self, network: str, portal: PortalInfo, roles: list[tuple[RemoteUser, Role]]) -> None:
+    async def set_roles(self, network: str, portal: PortalInfo, roles: list[tuple[RemoteUser, Role]],
+                        puppet_of: str | None = None) -> None:
+        """Mirror channel roles as power levels (a puppet's role goes to its Matrix user)."""
         if not roles:
             return
         bot = self.bridge.az.intent
@@ -160,8 +162,10 @@ class RemoteToMatrix:
         voice = self.bridge.config.networks[network].voice_power_level
         changed = False
         for user, role in roles:
-            mxid = self.bridge.ghosts.mxid(network, user.id)
+            mxid = puppet_of or self.bridge.ghosts.mxid(network, user.id)
             want = {Role.MODERATOR: MODERATOR_LEVEL, Role.VOICED: voice}.get(role, 0)
+            if puppet_of and levels.users.get(mxid, 0) > MODERATOR_LEVEL:
+                continue  # a Matrix admin's level is the room's business, not IRC's
             if levels.users.get(mxid, 0) != want:
                 if want:
                     levels.users[mxid] = want

@@ -139,6 +139,7 @@ class RemoteRoleChange:
     chat: ChatRef
     user: RemoteUser
     role: Role
+    is_puppet_of: str | None = None  # MXID when the user is a login's puppet
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -322,7 +322,7 @@ def render_config(
 
 <options prefixquit="" suffixquit="" prefixpart="" suffixpart=""
          syntaxhints="no" announcets="yes" hostintopic="yes"
-         pingwarning="15" serverpingfreq="1m" splitwhois="no" defaultmodes="nt"
+         pingwarning="15" serverpingfreq="1m" splitwhois="no" defaultmodes="not"
          allowzerolimit="no" invitebypassmodes="yes">
 # hidesplits="no": a netsplit shows real server names in QUIT, as tests expect.
 <security hidesplits="no" hideulines="no" flatlinks="no" hidebans="no"

@@ -247,8 +247,10 @@ class ChannelTracker:
             before = role_of(modes)
             (modes.add if sign == "+" else modes.discard)(mode)
             after = role_of(modes)
-            if after != before and not self._is_ours(param):
-                self.emit(RemoteRoleChange(chat=self._chat(channel.name), user=self._user(entry[0]), role=after))
+            if after == before or self.fold(param) == self.fold(self.own_nick()):
+                continue
+            self.emit(RemoteRoleChange(chat=self._chat(channel.name), user=self._user(entry[0]), role=after,
+                                       is_puppet_of=self.puppet_of(self.fold(param))))
 
     # -- topic and messages ----------------------------------------------------------------
     def _on_currenttopic(self, event: Event) -> None:

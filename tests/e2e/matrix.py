@@ -64,10 +64,35 @@ class TestClient:
             }]
         return (await self.request("POST", "/createRoom", body))["room_id"]
 
+    async def join(self, room: str) -> str:
+        return (await self.request("POST", f"/join/{quote(room, safe='')}", {}))["room_id"]
+
+    async def leave(self, room_id: str, reason: str | None = None) -> None:
+        body = {"reason": reason} if reason else {}
+        await self.request("POST", f"/rooms/{quote(room_id)}/leave", body)
+
     async def send_text(self, room_id: str, body: str, msgtype: str = "m.text") -> str:
+        return await self.send_content(room_id, {"msgtype": msgtype, "body": body})
+
+    async def send_content(self, room_id: str, content: dict[str, Any]) -> str:
         txn = uuid.uuid4().hex
         path = f"/rooms/{quote(room_id)}/send/m.room.message/{txn}"
-        return (await self.request("PUT", path, {"msgtype": msgtype, "body": body}))["event_id"]
+        return (await self.request("PUT", path, content))["event_id"]
+
+    async def state(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any]:
+        return await self.request("GET", f"/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}")
+
+    async def set_state(self, room_id: str, event_type: str, content: dict[str, Any],
+                        state_key: str = "") -> str:
+        path = f"/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}"
+        return (await self.request("PUT", path, content))["event_id"]
+
+    async def kick(self, room_id: str, user_id: str, reason: str = "") -> None:
+        await self.request("POST", f"/rooms/{quote(room_id)}/kick", {"user_id": user_id, "reason": reason})
+
+    async def invites(self) -> list[str]:
+        data = await self.request("GET", "/sync", timeout="0")
+        return list(data.get("rooms", {}).get("invite", {}).keys())
 
     async def messages(self, room_id: str, limit: int = 100) -> list[Event]:
         """The room's latest events, oldest first."""
@@ -106,6 +131,28 @@ class TestClient:
                 break
             await asyncio.sleep(0.2)
         raise TimeoutError(f"{user_id} is {current!r} in {room_id}, not {membership!r}, after {timeout} s")
+
+
+def message_from(sender: str, *, body: str | None = None, msgtype: str | None = None,
+                 contains: str = "") -> Callable[[Event], bool]:
+    def match(event: Event) -> bool:
+        content = event.get("content", {})
+        return (
+            event.get("type") == "m.room.message" and event.get("sender") == sender
+            and (body is None or content.get("body") == body)
+            and (msgtype is None or content.get("msgtype") == msgtype)
+            and contains in content.get("body", "")
+        )
+
+    return match
+
+
+def member_event(user_id: str, membership: str) -> Callable[[Event], bool]:
+    def match(event: Event) -> bool:
+        return (event.get("type") == "m.room.member" and event.get("state_key") == user_id
+                and event.get("content", {}).get("membership") == membership)
+
+    return match
 
 
 def notice_from(sender: str, *, contains: str = "", reply_to: str | None = None) -> Callable[[Event], bool]:

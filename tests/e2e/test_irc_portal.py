@@ -1,0 +1,231 @@
+"""A Matrix user and an IRC user talk in a channel through the bridge (real Synapse + InspIRCd)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.e2e.conftest import Stack
+from tests.e2e.irc import IrcUser, command
+from tests.e2e.matrix import TestClient, member_event, message_from
+
+
+@dataclass
+class Channel:
+    name: str
+    room_id: str
+    matrix: TestClient
+    irc: IrcUser
+    puppet: str  # the Matrix user's IRC nick
+    ghost: str  # the IRC user's MXID
+
+
+@pytest.fixture
+async def channel(stack: Stack) -> AsyncIterator[Channel]:
+    """A fresh channel with one IRC user in it and one Matrix user joined through the alias."""
+    name = f"#t{uuid.uuid4().hex[:8]}"
+    account = stack.account()
+    localpart = account.user_id[1:].split(":")[0]
+    irc_nick = f"i{uuid.uuid4().hex[:6]}"
+    irc = IrcUser(stack.local.inspircd.port, irc_nick)
+    await irc.registered()
+    await irc.join(name)
+    async with TestClient(stack.homeserver, account.user_id, account.token) as matrix:
+        room_id = await matrix.join(f"#local_{name}:localhost")
+        puppet = f"{localpart}[m]"
+        await irc.wait_for(command("JOIN", name, nick="rapture"))
+        await irc.wait_for(command("JOIN", name, nick=puppet))
+        yield Channel(name, room_id, matrix, irc, puppet, f"@local_{irc_nick}:localhost")
+    irc.close()
+
+
+async def test_join_by_alias_and_talk_both_ways(stack: Stack, channel: Channel) -> None:
+    # The portal is named after the channel.
+    name = await channel.matrix.state(channel.room_id, "m.room.name")
+    assert name["name"] == channel.name
+
+    await channel.matrix.send_text(channel.room_id, "hello from matrix")
+    await channel.irc.wait_for(command("PRIVMSG", channel.name, nick=channel.puppet, text="hello from matrix"))
+
+    channel.irc.send(f"PRIVMSG {channel.name} :hello from irc")
+    reply = await channel.matrix.wait_for_event(
+        channel.room_id, message_from(channel.ghost, body="hello from irc"), what="IRC reply"
+    )
+    assert reply["content"]["msgtype"] == "m.text"
+    member = await channel.matrix.state(channel.room_id, "m.room.member", channel.ghost)
+    assert member["displayname"] == channel.irc.nick
+    # The puppet's own line never came back as a ghost message.
+    events = await channel.matrix.messages(channel.room_id)
+    assert not [e for e in events if e.get("sender", "").startswith("@local_") and
+                e.get("content", {}).get("body") == "hello from matrix"]
+
+
+async def test_ghosts_of_users_already_in_the_channel_join(stack: Stack, channel: Channel) -> None:
+    await channel.matrix.wait_for_event(channel.room_id, member_event(channel.ghost, "join"),
+                                        what="ghost of the IRC user joining")
+
+
+async def test_emote_notice_and_formatting_both_ways(stack: Stack, channel: Channel) -> None:
+    m, irc, room, chan = channel.matrix, channel.irc, channel.room_id, channel.name
+    await m.send_text(room, "waves", msgtype="m.emote")
+    await irc.wait_for(command("PRIVMSG", chan, nick=channel.puppet, text="\x01ACTION waves\x01"))
+    await m.send_text(room, "a notice", msgtype="m.notice")
+    await irc.wait_for(command("NOTICE", chan, nick=channel.puppet, text="a notice"))
+    await m.send_content(room, {
+        "msgtype": "m.text", "body": "bold it red code link", "format": "org.matrix.custom.html",
+        "formatted_body": '<b>bold</b> <i>it</i> <font data-mx-color="#ff0000">red</font> '
+                          '<code>code</code> <a href="https://example.org/">link</a>',
+    })
+    await irc.wait_for(command(
+        "PRIVMSG", chan, nick=channel.puppet,
+        text="\x02bold\x02 \x1dit\x1d \x0304red\x03 \x11code\x11 link (https://example.org/)",
+    ))
+
+    irc.send(f"PRIVMSG {chan} :\x01ACTION dances\x01")
+    emote = await m.wait_for_event(room, message_from(channel.ghost, body="dances"))
+    assert emote["content"]["msgtype"] == "m.emote"
+    irc.send(f"NOTICE {chan} :fyi")
+    await m.wait_for_event(room, message_from(channel.ghost, body="fyi", msgtype="m.notice"))
+    irc.send(f"PRIVMSG {chan} :\x02bold\x02 \x1ditalic\x1d \x0304red\x03 \x11code\x11 https://example.org/x")
+    formatted = await m.wait_for_event(room, message_from(channel.ghost, contains="bold italic"))
+    assert formatted["content"]["body"] == "bold italic red code https://example.org/x"
+    assert formatted["content"]["formatted_body"] == (
+        '<b>bold</b> <i>italic</i> <font data-mx-color="#ff0000">red</font> <code>code</code> '
+        '<a href="https://example.org/x">https://example.org/x</a>'
+    )
+
+
+async def test_long_multibyte_message_arrives_whole_and_in_order(stack: Stack, channel: Channel) -> None:
+    text = "".join(chr(0x4E00 + i % 500) for i in range(700))  # 2,100 bytes, no spaces
+    await channel.matrix.send_text(channel.room_id, text)
+    received = ""
+    for _ in range(10):
+        line = await channel.irc.wait_for(command("PRIVMSG", channel.name, nick=channel.puppet))
+        assert len(line.encode()) + 2 <= 512
+        received += line.split(" :", 1)[1]
+        if len(received) >= len(text):
+            break
+    assert received == text
+
+    # Multi-line messages become several lines, in order.
+    await channel.matrix.send_text(channel.room_id, "one\ntwo\nthree")
+    for word in ("one", "two", "three"):
+        await channel.irc.wait_for(command("PRIVMSG", channel.name, nick=channel.puppet, text=word))
+
+
+async def test_matrix_text_cannot_inject_irc_commands(stack: Stack, channel: Channel) -> None:
+    evil = f"#evil{uuid.uuid4().hex[:6]}"
+    await channel.matrix.send_text(channel.room_id, f"hi\r\nJOIN {evil}")
+    await channel.irc.wait_for(command("PRIVMSG", channel.name, nick=channel.puppet, text="hi"))
+    await channel.irc.wait_for(command("PRIVMSG", channel.name, nick=channel.puppet, text=f"JOIN {evil}"))
+    await channel.matrix.send_text(channel.room_id, "a\x01VERSION\x01b\x00c")
+    line = await channel.irc.wait_for(command("PRIVMSG", channel.name, nick=channel.puppet, text="aVERSIONbc"))
+    assert "\x01" not in line
+    # Checked on the server: the puppet is in no channel but the portal's.
+    channel.irc.send(f"WHOIS {channel.puppet}")
+    whois = await channel.irc.wait_for(lambda w: len(w) > 3 and w[1] == "319")
+    channels = whois.split(" :", 1)[1].split()
+    assert [c.lstrip("@+%") for c in channels] == [channel.name]
+    channel.irc.send(f"NAMES {evil}")
+    names = await channel.irc.wait_for(lambda w: len(w) > 1 and w[1] in ("353", "366"))
+    assert channel.puppet.lower() not in names.lower()
+
+
+async def test_membership_topic_and_modes_from_irc(stack: Stack, channel: Channel) -> None:
+    m, room, chan, op = channel.matrix, channel.room_id, channel.name, channel.irc
+    carol = IrcUser(stack.local.inspircd.port, f"c{uuid.uuid4().hex[:6]}")
+    dave = IrcUser(stack.local.inspircd.port, f"d{uuid.uuid4().hex[:6]}")
+    await carol.registered()
+    await dave.registered()
+    carol_mxid, dave_mxid = f"@local_{carol.nick}:localhost", f"@local_{dave.nick}:localhost"
+    try:
+        await carol.join(chan)
+        await dave.join(chan)
+        await m.wait_for_event(room, member_event(carol_mxid, "join"), what="carol's ghost joining")
+        await m.wait_for_event(room, member_event(dave_mxid, "join"), what="dave's ghost joining")
+
+        # +o (the first IRC user created the channel, so is an op) becomes power level 50.
+        op.send(f"MODE {chan} +o {carol.nick}")
+        for _ in range(50):
+            levels = await m.state(room, "m.room.power_levels")
+            if levels.get("users", {}).get(carol_mxid) == 50:
+                break
+            await __import__("asyncio").sleep(0.2)
+        assert levels["users"].get(carol_mxid) == 50
+
+        op.send(f"TOPIC {chan} :the new topic")
+        for _ in range(50):
+            topic = (await m.state(room, "m.room.topic")).get("topic") if await _has_state(m, room) else None
+            if topic == "the new topic":
+                break
+            await __import__("asyncio").sleep(0.2)
+        assert topic == "the new topic"
+
+        carol.send(f"PART {chan} :see you")
+        left = await m.wait_for_event(room, member_event(carol_mxid, "leave"), what="carol parting")
+        assert left["content"].get("reason") == "see you"
+
+        new_nick = f"n{uuid.uuid4().hex[:6]}"
+        dave.send(f"NICK {new_nick}")
+        await m.wait_for_event(room, member_event(f"@local_{new_nick}:localhost", "join"), what="renamed ghost")
+        renamed = await m.wait_for_event(room, member_event(dave_mxid, "leave"), what="old ghost leaving")
+        assert new_nick in renamed["content"].get("reason", "")
+
+        op.send(f"KICK {chan} {new_nick} :behave")
+        kicked = await m.wait_for_event(room, member_event(f"@local_{new_nick}:localhost", "leave"))
+        assert kicked["sender"] == channel.ghost  # kicked by the op's ghost
+        assert kicked["content"].get("reason") == "behave"
+
+        await carol.join(chan)
+        await m.wait_for_event(room, lambda e: member_event(carol_mxid, "join")(e)
+                               and e.get("unsigned", {}).get("prev_content", {}).get("membership") == "leave")
+        carol.send("QUIT :gone fishing")
+        quit_event = await m.wait_for_event(room, lambda e: member_event(carol_mxid, "leave")(e)
+                                            and "gone fishing" in e["content"].get("reason", ""))
+        assert quit_event["content"]["reason"] == "Quit: gone fishing"
+    finally:
+        carol.close()
+        dave.close()
+
+
+async def _has_state(m: TestClient, room: str) -> bool:
+    try:
+        await m.state(room, "m.room.topic")
+        return True
+    except Exception:
+        return False
+
+
+async def test_membership_topic_and_kicks_from_matrix(stack: Stack, channel: Channel) -> None:
+    import asyncio
+
+    m, room, chan, op = channel.matrix, channel.room_id, channel.name, channel.irc
+    # IRC makes the puppet an op; the Matrix user becomes a moderator of the portal.
+    op.send(f"MODE {chan} +o {channel.puppet}")
+    for _ in range(50):
+        if (await m.state(room, "m.room.power_levels")).get("users", {}).get(m.user_id) == 50:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("the puppet's +o did not reach Matrix")
+
+    await m.set_state(room, "m.room.topic", {"topic": "set from matrix"})
+    await op.wait_for(command("TOPIC", chan, nick=channel.puppet, text="set from matrix"))
+
+    carol = IrcUser(stack.local.inspircd.port, f"c{uuid.uuid4().hex[:6]}")
+    try:
+        await carol.registered()
+        await carol.join(chan)
+        carol_mxid = f"@local_{carol.nick}:localhost"
+        await m.wait_for_event(room, member_event(carol_mxid, "join"))
+        await m.kick(room, carol_mxid, "out you go")
+        kick = await op.wait_for(command("KICK", chan, nick=channel.puppet))
+        assert kick.split()[3].lower() == carol.nick and kick.endswith(":out you go")
+    finally:
+        carol.close()
+
+    await m.leave(room, reason="bye for now")
+    await op.wait_for(command("PART", chan, nick=channel.puppet, text="bye for now"))
