@@ -22,11 +22,11 @@ from mautrix.types import (
     StateEvent,
     TextMessageEventContent,
 )
-from sqlalchemy import select
+from sqlalchemy import delete
 
 from bridge.commands import CommandContext, CommandRegistry
 from bridge.commands.builtin import register_builtin
-from bridge.db.models import MatrixUser
+from bridge.db.models import ControlRoom, MatrixUser
 from bridge.permissions import Level
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class BridgeBot:
         self.bridge = bridge
         self.registry = CommandRegistry()
         register_builtin(self.registry)
+        self._control_rooms: dict[str, bool] = {}  # room id -> is a control room (cache)
 
     @property
     def intent(self) -> IntentAPI:
@@ -89,6 +90,7 @@ class BridgeBot:
         """Someone turned encryption on in a room the bot is in: say so, then leave."""
         await self._send_notice(evt.room_id, ENCRYPTION_NOTICE)
         await self.intent.leave_room(evt.room_id, reason="Encryption is not supported yet")
+        await self.forget_control_room(evt.room_id)
 
     async def _remember_control_room(self, mxid: str, room_id: str) -> None:
         async with self.bridge.sessions() as session, session.begin():
@@ -97,11 +99,23 @@ class BridgeBot:
                 session.add(MatrixUser(mxid=mxid, control_room=room_id, meta={}))
             else:
                 user.control_room = room_id
+            if await session.get(ControlRoom, room_id) is None:
+                session.add(ControlRoom(room_id=room_id, mxid=mxid))
+        self._control_rooms[room_id] = True
 
     async def is_control_room(self, room_id: str) -> bool:
-        async with self.bridge.sessions() as session:
-            row = await session.execute(select(MatrixUser.mxid).where(MatrixUser.control_room == room_id))
-            return row.first() is not None
+        """Every DM a permitted user opened with the bot takes commands, not only the latest."""
+        known = self._control_rooms.get(room_id)
+        if known is None:
+            async with self.bridge.sessions() as session:
+                known = await session.get(ControlRoom, room_id) is not None
+            self._control_rooms[room_id] = known
+        return known
+
+    async def forget_control_room(self, room_id: str) -> None:
+        self._control_rooms[room_id] = False
+        async with self.bridge.sessions() as session, session.begin():
+            await session.execute(delete(ControlRoom).where(ControlRoom.room_id == room_id))
 
     # -- commands --------------------------------------------------------------------------
     async def handle_command(self, room_id: RoomID, sender: str, event_id: str, text: str) -> None:

@@ -23,6 +23,8 @@ PREFERRED_PORTS = {"synapse": 8008, "irc": 6667, "appservice": 29331}
 def _port_or_none(port: int) -> int | None:
     """The preferred port when it is free, else None (a free one is picked)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers themselves do: a port left in TIME_WAIT by the last demo is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -35,6 +35,15 @@ def upgrade() -> None:
     sa.Column('received_at', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.PrimaryKeyConstraint('txn_id')
     )
+    op.create_table('control_room',
+    sa.Column('room_id', sa.String(length=255), nullable=False),
+    sa.Column('mxid', sa.String(length=255), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    sa.PrimaryKeyConstraint('room_id')
+    )
+    with op.batch_alter_table('control_room', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_control_room_mxid'), ['mxid'], unique=False)
+
     op.create_table('ghost',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('network', sa.String(length=64), nullable=False),
@@ -134,6 +143,10 @@ def downgrade() -> None:
     op.drop_table('outbox')
     op.drop_table('matrix_user')
     op.drop_table('ghost')
+    with op.batch_alter_table('control_room', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_control_room_mxid'))
+
+    op.drop_table('control_room')
     op.drop_table('as_txn')
     with op.batch_alter_table('as_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_as_event_done'))

@@ -2,9 +2,10 @@
 
 A transaction is recorded, with each of its events, in one database transaction before the
 homeserver gets its 200. Events are de-duplicated by event id, so a transaction resent after
-a crash (same txn id) or an event repeated under a new txn id is handled once. Each event is
-marked done after it was handled; those not done when the process stopped are handled again
-at start, in their original order.
+a crash, or an event repeated under a new txn id, is handled once. Transaction ids alone are
+not trusted for that: Synapse numbers them from its own table, which it empties, so after a
+Synapse restart the same ids come again with new events. Each event is marked done after it
+was handled; those not done when the process stopped are handled again at start, in order.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ class TransactionInbox:
     def __init__(self, sessionmaker: async_sessionmaker) -> None:
         self._sessions = sessionmaker
 
-    async def record(self, txn_id: str, raw_events: list[Any]) -> list[StoredEvent] | None:
-        """Store a transaction; return its new events, or None if the transaction was seen."""
+    async def record(self, txn_id: str, raw_events: list[Any]) -> list[StoredEvent]:
+        """Store a transaction; return those of its events never seen before, in order."""
         events = []
         for raw in raw_events:
             if _usable(raw):
@@ -58,9 +59,8 @@ class TransactionInbox:
                 # which the homeserver would retry forever.
                 log.warning("ignoring a malformed event in transaction %s", txn_id)
         async with self._sessions() as session, session.begin():
-            if await session.get(AppServiceTransaction, txn_id) is not None:
-                return None
-            session.add(AppServiceTransaction(txn_id=txn_id))
+            if await session.get(AppServiceTransaction, txn_id) is None:
+                session.add(AppServiceTransaction(txn_id=txn_id))
             ids = list({raw["event_id"] for raw in events})
             seen: set[str] = set()
             if ids:

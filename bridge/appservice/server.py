@@ -124,12 +124,8 @@ class RaptureAppService(AppService):
         events = body.get("events")
         if not isinstance(events, list):
             raise matrix_error(400, "M_BAD_JSON", "Transaction needs an 'events' list")
-        accepted = await self.inbox.record(txn_id, events)
-        if accepted is None:
-            log.debug("transaction %s was already handled", txn_id)
-        else:
-            for event in accepted:
-                await self.sink(event)
+        for event in await self.inbox.record(txn_id, events):
+            await self.sink(event)
         return web.json_response({})
 
     async def _http_query_user(self, request: web.Request) -> web.Response:

@@ -67,13 +67,23 @@ class Ghost(Base):
 
 
 class MatrixUser(Base):
-    """A Matrix user the bridge knows: their control room and preferences."""
+    """A Matrix user the bridge knows: their latest control room (for notices) and preferences."""
 
     __tablename__ = "matrix_user"
 
     mxid: Mapped[str] = mapped_column(String(255), primary_key=True)
     control_room: Mapped[str | None] = mapped_column(String(255))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ControlRoom(Base):
+    """A room where the bot takes commands: a DM a permitted user invited it to."""
+
+    __tablename__ = "control_room"
+
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    mxid: Mapped[str] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

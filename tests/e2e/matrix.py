@@ -90,9 +90,23 @@ class TestClient:
     async def kick(self, room_id: str, user_id: str, reason: str = "") -> None:
         await self.request("POST", f"/rooms/{quote(room_id)}/kick", {"user_id": user_id, "reason": reason})
 
-    async def invites(self) -> list[str]:
-        data = await self.request("GET", "/sync", timeout="0")
-        return list(data.get("rooms", {}).get("invite", {}).keys())
+    async def wait_for_invite(self, timeout: float = 30.0) -> str:
+        """The next room this user is invited to (incremental sync: Synapse caches repeats
+        of an identical initial sync, so polling one would never see a new invite)."""
+        deadline = time.monotonic() + timeout
+        since: str | None = None
+        for _ in range(int(timeout) + 2):
+            params = {"timeout": "1000"}
+            if since:
+                params["since"] = since
+            data = await self.request("GET", "/sync", **params)
+            invites = list(data.get("rooms", {}).get("invite", {}).keys())
+            if invites:
+                return invites[0]
+            since = data.get("next_batch")
+            if time.monotonic() >= deadline:
+                break
+        raise TimeoutError(f"{self.user_id} got no invite within {timeout} s")
 
     async def messages(self, room_id: str, limit: int = 100) -> list[Event]:
         """The room's latest events, oldest first."""

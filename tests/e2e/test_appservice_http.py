@@ -118,6 +118,15 @@ async def test_resent_transaction_after_restart_is_not_processed_twice(stack: St
         answers = [e for e in await alice.messages(room) if notice_from(stack.bot, reply_to=event_id)(e)]
         assert len(answers) == 1, answers
 
+        # Synapse numbers transactions anew after its own restart: an old id with a new
+        # event in it must still be handled.
+        fresh = {**event, "event_id": f"$reused-{uuid.uuid4().hex}"}
+        status, _ = await _put(_txn_url(stack, txn_id), token=token,
+                               data=json.dumps({"events": [fresh]}).encode())
+        assert status == 200
+        await alice.wait_for_event(room, notice_from(stack.bot, reply_to=fresh["event_id"]),
+                                   what="answer to a new event under a reused transaction id")
+
 
 async def test_user_query_answers_for_valid_ghost_ids_only(stack: Stack) -> None:
     token = _hs_token(stack)

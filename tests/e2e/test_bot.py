@@ -71,3 +71,16 @@ async def test_encrypted_room_gets_a_plain_answer(stack: Stack) -> None:
         )
         assert "does not support encryption" in notice["content"]["body"]
         await alice.wait_for_membership(room, stack.bot, "leave")
+
+
+async def test_every_dm_with_the_bot_takes_commands(stack: Stack) -> None:
+    account = stack.account()
+    async with TestClient(stack.homeserver, account.user_id, account.token) as alice:
+        rooms = []
+        for _ in range(2):
+            room = await alice.create_room(invite=[stack.bot], is_direct=True)
+            await alice.wait_for_membership(room, stack.bot, "join")
+            rooms.append(room)
+        for room in rooms:  # the older chat keeps working after a newer one was opened
+            asked = await alice.send_text(room, "version")
+            await alice.wait_for_event(room, notice_from(stack.bot, reply_to=asked))

@@ -229,3 +229,43 @@ async def test_membership_topic_and_kicks_from_matrix(stack: Stack, channel: Cha
 
     await m.leave(room, reason="bye for now")
     await op.wait_for(command("PART", chan, nick=channel.puppet, text="bye for now"))
+
+
+async def test_mentions_both_ways(stack: Stack, channel: Channel) -> None:
+    m, room, chan = channel.matrix, channel.room_id, channel.name
+    await m.send_content(room, {
+        "msgtype": "m.text", "body": f"{channel.irc.nick}: ping", "format": "org.matrix.custom.html",
+        "formatted_body": f'<a href="https://matrix.to/#/{channel.ghost}">Someone Else</a>: ping',
+    })
+    await channel.irc.wait_for(command("PRIVMSG", chan, nick=channel.puppet, text=f"{channel.irc.nick}: ping"))
+
+    channel.irc.send(f"PRIVMSG {chan} :{channel.puppet}: pong")
+    event = await m.wait_for_event(room, message_from(channel.ghost, body=f"{channel.puppet}: pong"))
+    assert event["content"]["formatted_body"] == (
+        f'<a href="https://matrix.to/#/{m.user_id}">{channel.puppet}</a>: pong'
+    )
+
+
+async def test_private_messages_both_ways(stack: Stack, channel: Channel) -> None:
+    m = channel.matrix
+    # IRC -> Matrix: the IRC user writes to the puppet; its ghost opens a DM.
+    channel.irc.send(f"PRIVMSG {channel.puppet} :psst, private")
+    invited = await m.wait_for_invite()
+    await m.join(invited)
+    await m.wait_for_event(invited, message_from(channel.ghost, body="psst, private"))
+    await m.send_text(invited, "private answer")
+    await channel.irc.wait_for(command("PRIVMSG", channel.irc.nick, nick=channel.puppet, text="private answer"))
+
+    # Matrix -> IRC: a DM opened from Matrix with another IRC user's ghost.
+    erin = IrcUser(stack.local.inspircd.port, f"e{uuid.uuid4().hex[:6]}")
+    try:
+        await erin.registered()
+        erin_mxid = f"@local_{erin.nick}:localhost"
+        dm = await m.create_room(invite=[erin_mxid], is_direct=True)
+        await m.wait_for_membership(dm, erin_mxid, "join")
+        await m.send_text(dm, "hello erin")
+        await erin.wait_for(command("PRIVMSG", erin.nick, nick=channel.puppet, text="hello erin"))
+        erin.send(f"PRIVMSG {channel.puppet} :hi back")
+        await m.wait_for_event(dm, message_from(erin_mxid, body="hi back"))
+    finally:
+        erin.close()
