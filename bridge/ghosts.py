@@ -8,7 +8,6 @@ cached in memory, so a busy channel costs no extra homeserver calls per line.
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING
 
 from mautrix.appservice import IntentAPI
@@ -17,7 +16,7 @@ from sqlalchemy import select
 from connectors.api import RemoteUser
 
 from bridge.db.models import Ghost
-from bridge.identity import escape_localpart, ghost_template, unescape_localpart
+from bridge.identity import GhostNamer
 
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
@@ -29,26 +28,22 @@ class GhostManager:
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
         domain = bridge.config.homeserver_domain
-        self._patterns: list[tuple[str, re.Pattern[str]]] = []
-        for net in bridge.config.networks.values():
-            prefix, suffix = ghost_template(net.ghost_template).split(network=net.name)
-            pattern = re.compile(f"@{re.escape(prefix)}(.+){re.escape(suffix)}:{re.escape(domain)}")
-            self._patterns.append((net.name, pattern))
+        self._namers = {
+            net.name: GhostNamer(net.name, net.ghost_template, domain)
+            for net in bridge.config.networks.values()
+        }
+        self._patterns = [(name, namer.pattern()) for name, namer in self._namers.items()]
         self._ready: dict[str, str] = {}  # MXID -> display name set on the homeserver
 
     def mxid(self, network: str, remote_id: str) -> str:
-        net = self.bridge.config.networks[network]
-        return f"@{net.ghost_localpart(escape_localpart(remote_id))}:{self.bridge.config.homeserver_domain}"
+        return self._namers[network].mxid(remote_id)
 
     def parse(self, mxid: str) -> tuple[str, str] | None:
         """(network, remote id) of a ghost MXID, or None when it is not a ghost's."""
         for network, pattern in self._patterns:
-            match = pattern.fullmatch(mxid)
-            if match:
-                try:
-                    return network, unescape_localpart(match.group(1))
-                except ValueError:
-                    return None
+            if pattern.fullmatch(mxid):
+                remote_id = self._namers[network].parse(mxid)
+                return (network, remote_id) if remote_id is not None else None
         return None
 
     def is_ghost(self, mxid: str) -> bool:

@@ -145,3 +145,33 @@ def check_nick_template(text: str) -> None:
 def namespace_regex(sigil: str, prefix: str, suffix: str, domain: str) -> str:
     """An exclusive-namespace regex: `<sigil><prefix>.+<suffix>:<domain>`."""
     return f"{re.escape(sigil + prefix)}.+{re.escape(suffix + ':' + domain)}"
+
+
+@dataclass(frozen=True, slots=True)
+class GhostNamer:
+    """Maps a network's remote ids to ghost MXIDs and back, by its `ghost_template`."""
+
+    network: str
+    template: str
+    domain: str
+
+    def _parts(self) -> tuple[str, str]:
+        return ghost_template(self.template).split(network=self.network)
+
+    def mxid(self, remote_id: str) -> str:
+        prefix, suffix = self._parts()
+        return f"@{prefix}{escape_localpart(remote_id)}{suffix}:{self.domain}"
+
+    def pattern(self) -> re.Pattern[str]:
+        prefix, suffix = self._parts()
+        return re.compile(f"@{re.escape(prefix)}(.+){re.escape(suffix)}:{re.escape(self.domain)}")
+
+    def parse(self, mxid: str) -> str | None:
+        """The remote id behind a ghost MXID, or None when `mxid` is not one of ours."""
+        match = self.pattern().fullmatch(mxid)
+        if not match:
+            return None
+        try:
+            return unescape_localpart(match.group(1))
+        except ValueError:
+            return None

@@ -26,7 +26,7 @@ def write_bridge_config(
     appservice_port: int,
     database_url: str,
     permissions: dict[str, str],
-    networks: dict[str, dict[str, Any]] | None = None,
+    networks: dict[str, dict[str, object]] | None = None,
     log_level: str = "DEBUG",
 ) -> None:
     """A complete config for a local stack (tokens are added by generate-registration)."""

@@ -55,7 +55,14 @@ def start_local_stack(
     appservice_port: int | None = None,
     log_level: str = "DEBUG",
     python: str = sys.executable,
+    network_options: dict[str, object] | None = None,
+    extra_networks: dict[str, dict[str, object]] | None = None,
 ) -> LocalStack:
+    """Start (or reuse `inspircd`), then Synapse with the bridge registered, then the bridge.
+
+    `network_options` go into the local IRC network's section; `extra_networks` are added
+    as they are (e.g. a network whose server is down, for failure tests).
+    """
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     owns_inspircd = inspircd is None
@@ -69,9 +76,12 @@ def start_local_stack(
     try:
         hs_port = synapse_port or free_port()
         as_port = appservice_port or free_port()
-        networks = {}
+        networks: dict[str, dict[str, object]] = {}
         if inspircd is not None:
-            networks[DEFAULT_NETWORK] = {"connector": "irc", "host": "127.0.0.1", "port": inspircd.port}
+            networks[DEFAULT_NETWORK] = {
+                "connector": "irc", "host": "127.0.0.1", "port": inspircd.port, **(network_options or {}),
+            }
+        networks.update(extra_networks or {})
         config_path = workdir / "config.yaml"
         registration_path = workdir / "registration.yaml"
         write_bridge_config(

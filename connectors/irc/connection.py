@@ -42,6 +42,7 @@ WANTED_CAPS = frozenset({
 PING_AFTER = 60.0  # seconds of silence before we ask the server if it is still there
 DEAD_AFTER = 150.0  # seconds of silence after which the connection is considered dead
 REGISTRATION_TIMEOUT = 30.0
+MAX_RECONNECT_DELAY = 300.0
 
 
 class _Connection(AioConnection):
@@ -89,6 +90,7 @@ class ConnectionSettings:
     password: str | None = None
     burst: int = 10
     rate: float = 2.0
+    reconnect_delay: float = 1.0  # first wait after a failed attempt; doubles each time
 
 
 @dataclass
@@ -173,7 +175,10 @@ class IRCConnection:
             if ok or not self._want:
                 return
             self._attempt += 1
-            delay = min(60.0, 2 ** min(self._attempt, 6)) * random.uniform(0.5, 1.0)
+            # Exponential backoff, capped; jitter only upwards, so the configured delay is a
+            # true minimum and a thousand puppets spread out instead of returning together.
+            base = self.settings.reconnect_delay * 2 ** min(self._attempt - 1, 8)
+            delay = min(MAX_RECONNECT_DELAY, base) * random.uniform(1.0, 1.25)
             log.info("%s: reconnecting in %.1f s", self.nick, delay)
             await asyncio.sleep(delay)
 

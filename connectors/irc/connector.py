@@ -86,6 +86,8 @@ class IRCConnector(NetworkConnector):
                       doc="lines per second after the burst; 0 turns flood control off"),
             ConfigKey(path="max_concurrent_connects", kind=int, default=20, check=_positive,
                       doc="connections (re)connecting at the same time, at most"),
+            ConfigKey(path="reconnect_delay", kind=(int, float), default=1.0, check=_positive,
+                      doc="seconds before the first reconnect attempt; doubles up to 5 minutes"),
             ConfigKey(path="netsplit_grace", kind=(int, float), default=30, check=_non_negative,
                       doc="seconds to wait for users lost in a netsplit to come back"),
         )
@@ -132,7 +134,9 @@ class IRCConnector(NetworkConnector):
         return ConnectionSettings(
             host=o["host"], port=int(o.get("port") or 6667), tls=bool(o.get("tls")),
             username=ident, realname=realname or username, password=o.get("password"),
-            burst=int(o.get("flood_burst") or 10), rate=float(o.get("flood_rate") if o.get("flood_rate") is not None else 2.0),
+            burst=int(o.get("flood_burst") or 10),
+            rate=float(o.get("flood_rate") if o.get("flood_rate") is not None else 2.0),
+            reconnect_delay=float(o.get("reconnect_delay") or 1.0),
         )
 
     # -- NetworkConnector ------------------------------------------------------------------------
