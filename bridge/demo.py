@@ -51,6 +51,7 @@ def instructions(stack: LocalStack) -> dict[str, object]:
         "irc_host": "127.0.0.1",
         "irc_port": stack.inspircd.port,
         "network": stack.network,
+        "example_alias": f"#{stack.network}_#demo:{stack.domain}",
         "appservice": stack.bridge.url,
         "config": str(stack.config_path),
         "bridge_log": str(stack.bridge.log_path),
@@ -87,9 +88,11 @@ Rapture demo is running.
 
   Matrix:  open a Matrix client (Element, or any other) on homeserver {facts['homeserver']}
            log in as {DEMO_USER} / password {DEMO_PASSWORD}  ({facts['matrix_user']})
-           start a chat with {facts['bot']} and send: help
+           join the room {facts['example_alias']} to talk in IRC channel #demo,
+           or start a chat with {facts['bot']} and send: help
   IRC:     connect any IRC client to {facts['irc_host']} port {facts['irc_port']} (no TLS),
-           e.g.  irssi -c {facts['irc_host']} -p {facts['irc_port']}
+           e.g.  irssi -c {facts['irc_host']} -p {facts['irc_port']}   then  /join #demo
+           Matrix users appear there as <name>[m]; write to one to open a private chat.
 
   Bridge log: {facts['bridge_log']}
   Press Ctrl-C to stop everything.

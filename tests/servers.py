@@ -66,6 +66,8 @@ class RawIrcClient:
                 line = raw.decode(errors="replace")
                 self.lines.append(line)
                 parts = line.split(" ")
+                if parts[0].startswith("@"):  # IRCv3 message tags: matchers see the message
+                    parts = parts[1:]
                 if parts[0] == "PING":
                     self.send("PONG " + " ".join(parts[1:]))
                 if match(parts):

@@ -56,6 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, inspircd: InspircdServer) ->
     try:
         local = start_local_stack(
             tmp_path_factory.mktemp("stack"), domain=DOMAIN, permissions=PERMISSIONS, inspircd=inspircd,
+            network_options={"relay": True},
         )
     except ServerUnavailable as exc:
         require(exc)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.e2e.matrix import TestClient, notice_from
+from tests.e2e.irc import IrcUser, command
+from tests.e2e.matrix import TestClient, message_from, notice_from
 
 
 def _wait_for_file(path: Path, proc: subprocess.Popen[str], timeout: float) -> dict:
@@ -46,12 +47,19 @@ async def test_demo_stack_answers_help(tmp_path: Path) -> None:
             asked = await demo.send_text(room, "help")
             answer = await demo.wait_for_event(room, notice_from(facts["bot"], reply_to=asked))
             assert "version" in answer["content"]["body"]
-        # The printed IRC server accepts connections.
-        from tests.servers import RawIrcClient
-
-        with RawIrcClient(facts["irc_port"], "demotester") as irc:
-            irc.send("JOIN #demo")
-            irc.wait_for(lambda w: len(w) > 1 and w[1] == "JOIN")
+            # The printed alias and IRC server: a conversation both ways.
+            irc = IrcUser(facts["irc_port"], "demotester")
+            try:
+                await irc.registered()
+                await irc.join("#demo")
+                portal = await demo.join(facts["example_alias"])
+                await irc.wait_for(command("JOIN", "#demo", nick="demo[m]"))
+                await demo.send_text(portal, "hello from the demo")
+                await irc.wait_for(command("PRIVMSG", "#demo", nick="demo[m]", text="hello from the demo"))
+                irc.send("PRIVMSG #demo :hello back")
+                await demo.wait_for_event(portal, message_from("@local_demotester:localhost", body="hello back"))
+            finally:
+                irc.close()
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.conftest import Stack
 from tests.e2e.irc import IrcUser, command
-from tests.e2e.matrix import TestClient, member_event, message_from
+from tests.e2e.matrix import TestClient, member_event, message_from, notice_from
 
 
 @dataclass
@@ -269,3 +269,62 @@ async def test_private_messages_both_ways(stack: Stack, channel: Channel) -> Non
         await m.wait_for_event(dm, message_from(erin_mxid, body="hi back"))
     finally:
         erin.close()
+
+
+async def test_relay_users_are_spoken_for_by_the_bot(stack: Stack, channel: Channel) -> None:
+    for name in ("relayer", "nobody"):
+        try:
+            stack.account(name)
+        except RuntimeError:
+            pass  # made by an earlier test
+    relayer_token = _login(stack, "relayer")
+    async with TestClient(stack.homeserver, "@relayer:localhost", relayer_token) as relayer:
+        await relayer.join(channel.room_id)
+        await relayer.send_text(channel.room_id, "relayed hello")
+        await channel.irc.wait_for(command("PRIVMSG", channel.name, nick="rapture", text="<relayer> relayed hello"))
+        await relayer.send_text(channel.room_id, "waves", msgtype="m.emote")
+        await channel.irc.wait_for(
+            command("PRIVMSG", channel.name, nick="rapture", text="\x01ACTION relayer waves\x01"))
+    # A relay user gets no puppet of their own.
+    channel.irc.send(f"NAMES {channel.name}")
+    names = await channel.irc.wait_for(lambda w: len(w) > 1 and w[1] == "353")
+    assert "relayer" not in names.lower()
+
+    nobody_token = _login(stack, "nobody")
+    async with TestClient(stack.homeserver, "@nobody:localhost", nobody_token) as nobody:
+        await nobody.join(channel.room_id)
+        sent = await nobody.send_text(channel.room_id, "let me in")
+        refusal = await nobody.wait_for_event(channel.room_id, notice_from(stack.bot, reply_to=sent))
+        assert "not sent" in refusal["content"]["body"]
+
+
+def _login(stack: Stack, user: str) -> str:
+    import json
+    import urllib.request
+
+    body = json.dumps({"type": "m.login.password", "password": f"pw-{user}",
+                       "identifier": {"type": "m.id.user", "user": user}}).encode()
+    request = urllib.request.Request(f"{stack.homeserver}/_matrix/client/v3/login", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.loads(reply.read())["access_token"]
+
+
+async def test_irc_server_time_becomes_the_matrix_timestamp(stack: Stack, channel: Channel) -> None:
+    observer = IrcUser(stack.local.inspircd.port, f"o{uuid.uuid4().hex[:6]}")
+    try:
+        observer.send("CAP REQ :server-time")
+        observer.send("CAP END")
+        await observer.registered()
+        await observer.join(channel.name)
+        channel.irc.send(f"PRIVMSG {channel.name} :what time is it")
+        line = await observer.wait_for(command("PRIVMSG", channel.name, nick=channel.irc.nick))
+        assert line.startswith("@time=")
+        from datetime import datetime
+
+        irc_time = datetime.fromisoformat(line.split(" ")[0][len("@time="):].replace("Z", "+00:00"))
+        event = await channel.matrix.wait_for_event(
+            channel.room_id, message_from(channel.ghost, body="what time is it"))
+        assert event["origin_server_ts"] == int(irc_time.timestamp() * 1000)
+    finally:
+        observer.close()
