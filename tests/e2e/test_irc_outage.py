@@ -20,6 +20,7 @@ from tests.e2e.matrix import TestClient, notice_from
 from tests.servers import require
 
 RECONNECT_DELAY = 8  # seconds: long enough for a watcher to be back in the channel first
+IDLE_TIMEOUT = 2  # seconds a puppet without bridged rooms stays connected
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,12 @@ def outage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         local = start_local_stack(
             tmp_path_factory.mktemp("outage"), permissions=PERMISSIONS,
-            network_options={"reconnect_delay": RECONNECT_DELAY},
-            extra_networks={"dead": {"connector": "irc", "host": "127.0.0.1", "port": dead_port,
-                                     "delivery_timeout": 3}},
+            network_options={"reconnect_delay": RECONNECT_DELAY, "idle_timeout": IDLE_TIMEOUT},
+            extra_networks={
+                "dead": {"connector": "irc", "host": "127.0.0.1", "port": dead_port, "delivery_timeout": 3},
+                "closed": {"connector": "irc", "host": "127.0.0.1", "port": dead_port,
+                           "dynamic_portals": False},
+            },
         )
     except ServerUnavailable as exc:
         require(exc)
@@ -102,3 +106,41 @@ async def test_undeliverable_message_is_reported_to_its_sender(outage_stack: Sta
         body = notice["content"]["body"]
         assert "will never arrive" in body and "could not be delivered" in body
         assert "not connected to dead" in body
+
+
+async def test_puppet_without_rooms_disconnects_after_the_idle_time(outage_stack: Stack) -> None:
+    stack = outage_stack
+    chan = f"#i{uuid.uuid4().hex[:6]}"
+    account = stack.account()
+    puppet = f"{account.user_id[1:].split(':')[0]}[m]"
+    watcher = await _watch(stack, chan)
+    try:
+        async with TestClient(stack.homeserver, account.user_id, account.token) as m:
+            room = await m.join(f"#local_{chan}:localhost")
+            await watcher.wait_for(command("JOIN", chan, nick=puppet))
+            await m.leave(room)
+            await watcher.wait_for(command("PART", chan, nick=puppet))
+            # Parted, then gone from the server once the idle time has passed (ISON asks
+            # the server who is online; a QUIT would not reach us, sharing no channel).
+            online = True
+            for _ in range((IDLE_TIMEOUT + 10) * 2):
+                watcher.send(f"ISON {puppet}")
+                reply = await watcher.wait_for(lambda w: len(w) > 1 and w[1] == "303")
+                online = puppet.lower() in reply.split(" :", 1)[1].lower()
+                if not online:
+                    break
+                await asyncio.sleep(0.5)
+            assert not online, "the idle puppet is still connected"
+    finally:
+        watcher.close()
+
+
+async def test_dynamic_portals_can_be_turned_off(outage_stack: Stack) -> None:
+    from tests.e2e.matrix import MatrixError
+
+    stack = outage_stack
+    account = stack.account()
+    async with TestClient(stack.homeserver, account.user_id, account.token) as m:
+        with pytest.raises(MatrixError) as refused:
+            await m.join("#closed_#anything:localhost")
+        assert refused.value.status == 404

@@ -155,6 +155,13 @@ async def test_membership_topic_and_modes_from_irc(stack: Stack, channel: Channe
                 break
             await __import__("asyncio").sleep(0.2)
         assert levels["users"].get(carol_mxid) == 50
+        op.send(f"MODE {chan} +v {dave.nick}")  # +v: the configured voice level (default 1)
+        for _ in range(50):
+            levels = await m.state(room, "m.room.power_levels")
+            if levels.get("users", {}).get(dave_mxid) == 1:
+                break
+            await __import__("asyncio").sleep(0.2)
+        assert levels["users"].get(dave_mxid) == 1
 
         op.send(f"TOPIC {chan} :the new topic")
         for _ in range(50):
@@ -328,3 +335,31 @@ async def test_irc_server_time_becomes_the_matrix_timestamp(stack: Stack, channe
         assert event["origin_server_ts"] == int(irc_time.timestamp() * 1000)
     finally:
         observer.close()
+
+
+async def test_nick_collision_gets_a_variant(stack: Stack) -> None:
+    account = stack.account()
+    localpart = account.user_id[1:].split(":")[0]
+    squatter = IrcUser(stack.local.inspircd.port, f"{localpart}[m]")  # takes the puppet's nick
+    chan = f"#n{uuid.uuid4().hex[:6]}"
+    try:
+        await squatter.registered()
+        await squatter.join(chan)
+        async with TestClient(stack.homeserver, account.user_id, account.token) as m:
+            room = await m.join(f"#local_{chan}:localhost")
+            await squatter.wait_for(command("JOIN", chan, nick=f"{localpart}[m]_"))
+            await m.send_text(room, "still me")
+            await squatter.wait_for(command("PRIVMSG", chan, nick=f"{localpart}[m]_", text="still me"))
+    finally:
+        squatter.close()
+
+
+@pytest.mark.parametrize("alias", ["#local_nochannel:localhost", "#local_#a,b:localhost"])
+async def test_only_valid_channels_make_portals(stack: Stack, alias: str) -> None:
+    from tests.e2e.matrix import MatrixError
+
+    account = stack.account()
+    async with TestClient(stack.homeserver, account.user_id, account.token) as m:
+        with pytest.raises(MatrixError) as refused:
+            await m.join(alias)
+        assert refused.value.status == 404
