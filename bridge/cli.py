@@ -86,6 +86,11 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
     appservice["hs_token"] = hs_token
     save_document(args.config, doc)
     print(f"Wrote {args.registration} and the new tokens into {args.config}.")
+    mode = args.config.stat().st_mode & 0o777
+    if mode & 0o077:
+        # The config now holds the same secrets as the registration: keep it private.
+        args.config.chmod(mode & 0o700)
+        print(f"{args.config} holds the tokens now, so it is readable by its owner only.")
     print(f"Add {args.registration.resolve()} to Synapse's app_service_config_files and restart it.")
     return 0
 

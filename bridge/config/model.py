@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from connectors.api import ConfigKey
@@ -20,6 +21,17 @@ def _get(doc: Mapping[str, Any], dotted: str, default: Any) -> Any:
             return default
         node = node[part]
     return node
+
+
+def _sqlite_beside(url: str, config_path: str) -> str:
+    """A relative SQLite path is relative to the config file, not to wherever we were started."""
+    prefix = "sqlite+aiosqlite:///"
+    if not url.startswith(prefix):
+        return url
+    file = url[len(prefix):]
+    if not file or file.startswith("/") or file.startswith(":memory:"):
+        return url
+    return prefix + str((Path(config_path).resolve().parent / file))
 
 
 def _defaults(doc: Mapping[str, Any], keys: Sequence[ConfigKey]) -> dict[str, Any]:
@@ -111,7 +123,7 @@ class Config:
             as_token=core["appservice.as_token"],
             hs_token=core["appservice.hs_token"],
             max_body_size=core["appservice.max_body_size"],
-            database_url=core["database.url"],
+            database_url=_sqlite_beside(core["database.url"], path),
             permissions=Permissions(core["bridge.permissions"]),
             log_level=core["logging.level"].upper(),
             networks=networks,

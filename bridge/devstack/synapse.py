@@ -184,7 +184,7 @@ def _check_synapse_installed(python: str) -> None:
         except (OSError, subprocess.TimeoutExpired):
             pass
     raise ServerUnavailable(
-        f"Synapse is not installed for {python}. Install it with `pip install matrix-synapse` "
+        f"Synapse is not installed for {python}. Install it with `pip install -e '.[demo]'` "
         "(or run scripts/bootstrap, which installs the project's test extra)."
     )
 

@@ -61,3 +61,20 @@ def test_refuses_a_broken_config(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "networks.libera.connector" in result.stderr
     assert not (tmp_path / "reg.yaml").exists()
+
+
+def test_config_with_tokens_becomes_private(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(VALID)
+    config.chmod(0o644)
+    assert rapture("generate-registration", "-c", str(config), "-r", str(tmp_path / "r.yaml")).returncode == 0
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+
+
+def test_relative_sqlite_path_is_beside_the_config(tmp_path: Path) -> None:
+    from bridge.config import load_config
+
+    config = tmp_path / "config.yaml"
+    config.write_text(VALID + "database:\n  url: sqlite+aiosqlite:///data/rapture.db\n")
+    loaded = load_config(config)
+    assert loaded.config.database_url == f"sqlite+aiosqlite:///{tmp_path}/data/rapture.db"
