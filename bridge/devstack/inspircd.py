@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,18 +115,24 @@ def start_inspircd(
     binary: str = "inspircd",
     services_name: str = "services.rapture.test",
     extra_config: str = "",
+    exclude_modules: Collection[str] = (),
 ) -> InspircdServer:
     """Write a config into ``workdir`` and start InspIRCd in the foreground.
 
     ``services_name`` becomes the SASL target and a U-line, ready for Atheme
     to link in; ``extra_config`` is appended verbatim (``<link>``,
     ``<bind type="servers">``, ``<autoconnect>`` for multi-server tests).
+    ``exclude_modules`` leaves some of ``MODULES`` out, e.g. ``("sasl",)``
+    for a server whose ``CAP LS`` does not offer ``sasl``.
 
     Returns once a TCP client can complete registration (sees 001). Raises
     ``ServerUnavailable`` if the binary is missing and ``RuntimeError`` with
     the log tail if the server does not come up.
     """
     binary_path = _find_binary(binary)
+    unknown = set(exclude_modules) - set(MODULES)
+    if unknown:
+        raise ValueError(f"exclude_modules names modules that are not loaded anyway: {sorted(unknown)}")
     for value in (server_name, services_name):
         if not value or '"' in value or "." not in value:
             raise ValueError(f"not a usable IRC server name: {value!r}")
@@ -139,7 +146,7 @@ def start_inspircd(
         server_name=server_name,
         services_name=services_name,
         oper_password=oper_password,
-        modules=_available_modules(),
+        modules=[name for name in _available_modules() if name not in exclude_modules],
         extra_config=extra_config,
     )
     (workdir / "motd.txt").write_text("Rapture test server. Anything goes.\n")

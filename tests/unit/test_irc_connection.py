@@ -1,0 +1,59 @@
+"""IRC connection logic that needs no server: PONG priority, keep-alive, CAP negotiation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+from irc.client import Event
+
+from connectors.irc.connection import DEAD_AFTER, PING_AFTER, ConnectionSettings, IRCConnection
+from connectors.irc.flood import FloodControl
+
+
+def make_connection(written: list[str]) -> IRCConnection:
+    conn = IRCConnection(
+        settings=ConnectionSettings(host="h", port=1, tls=False, username="u", realname="r"),
+        nick="alice", reactor=None, limiter=asyncio.Semaphore(1),  # type: ignore[arg-type]
+        on_event=lambda c, e: None, on_state=lambda c, s, m: None,
+    )
+    conn._flood = FloodControl(written.append, burst=1, rate=0.01)
+    return conn
+
+
+async def test_pong_never_waits_behind_queued_messages() -> None:
+    written: list[str] = []
+    conn = make_connection(written)
+    for n in range(20):
+        conn._flood.send(f"PRIVMSG #c :{n}")  # 19 of them now wait for tokens
+    conn.handle(Event("ping", "irc.test", "token123", []))
+    assert written == ["PRIVMSG #c :0", "PONG :token123"]
+
+
+async def test_cap_negotiation_requests_what_is_offered_then_ends() -> None:
+    written: list[str] = []
+    conn = make_connection(written)
+    conn.handle(Event("cap", "irc.test", "*", ["LS", "*", "sasl server-time multi-prefix"]))
+    assert written == []  # more to come
+    conn.handle(Event("cap", "irc.test", "*", ["LS", "echo-message account-tag draft/foo=bar"]))
+    assert written == ["CAP REQ :account-tag echo-message multi-prefix server-time"]
+    conn.handle(Event("cap", "irc.test", "*", ["ACK", "account-tag echo-message multi-prefix server-time"]))
+    assert written[-1] == "CAP END"
+    assert conn.caps == {"account-tag", "echo-message", "multi-prefix", "server-time"}
+
+
+async def test_keepalive_pings_a_quiet_server_and_drops_a_dead_one() -> None:
+    written: list[str] = []
+    conn = make_connection(written)
+    closed: list[bool] = []
+    conn._conn = SimpleNamespace(transport=SimpleNamespace(close=lambda: closed.append(True)))  # type: ignore[assignment]
+    conn.registered = True
+    conn._last_rx = time.monotonic() - PING_AFTER - 1
+    conn._check_alive()
+    assert written[-1].startswith("PING :") and not closed
+    conn._last_rx = time.monotonic() - DEAD_AFTER - 1
+    conn._check_alive()
+    assert closed == [True]
+    if conn._keepalive is not None:
+        conn._keepalive.cancel()
