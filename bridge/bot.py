@@ -25,7 +25,9 @@ from mautrix.types import (
 from sqlalchemy import delete
 
 from bridge.commands import CommandContext, CommandRegistry
+from bridge.commands.admin import register_admin_commands
 from bridge.commands.builtin import register_builtin
+from bridge.commands.network import register_network_commands
 from bridge.db.models import ControlRoom, MatrixUser
 from bridge.permissions import Level
 
@@ -47,6 +49,8 @@ class BridgeBot:
         self.bridge = bridge
         self.registry = CommandRegistry()
         register_builtin(self.registry)
+        register_network_commands(self.registry)
+        register_admin_commands(self.registry)
         self._control_rooms: dict[str, bool] = {}  # room id -> is a control room (cache)
 
     @property
@@ -133,6 +137,14 @@ class BridgeBot:
             reply=reply, bridge=self.bridge,
         )
         await self.registry.dispatch(text, ctx)
+
+    async def try_redact(self, room_id: str, event_id: str) -> bool:
+        """Remove a message that holds a secret, if the bot may; True when it did."""
+        try:
+            await self.intent.redact(room_id, event_id, reason="It contained a password")
+            return True
+        except Exception:
+            return False
 
     @staticmethod
     def strip_prefix(text: str) -> str | None:

@@ -68,6 +68,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_generate_registration(args: argparse.Namespace) -> int:
     from bridge.config import ConfigError, load_config
     from bridge.config.yaml_io import save_document
+    from bridge.secrets import create_key_file
     from registration import build_registration, generate_tokens, write_registration
 
     try:
@@ -84,8 +85,14 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
     appservice = doc.setdefault("appservice", {})
     appservice["as_token"] = as_token
     appservice["hs_token"] = hs_token
+    config = loaded.config
+    if config.provisioning_enabled and not config.provisioning_secret:
+        doc.setdefault("provisioning", {})["shared_secret"] = generate_tokens()[0]
+        print("Generated provisioning.shared_secret.")
     save_document(args.config, doc)
     print(f"Wrote {args.registration} and the new tokens into {args.config}.")
+    if create_key_file(Path(config.key_file)):
+        print(f"Created {config.key_file}, the key that encrypts stored passwords (keep it, mode 0600).")
     mode = args.config.stat().st_mode & 0o777
     if mode & 0o077:
         # The config now holds the same secrets as the registration: keep it private.

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from connectors.api import ChatRef, LoginInfo, LoginState, NetworkClient, OutgoingMessage, SendError
 
 from bridge.db.models import Login, MatrixUser
+from bridge.secrets import SecretsError
 
 if TYPE_CHECKING:
     from bridge.networks import NetworkRuntime
@@ -68,14 +69,98 @@ class LoginManager:
         channels = self._channels.setdefault(mxid, set((row.meta or {}).get("channels", [])))
         displayname = await self._displayname(mxid)
         localpart = mxid[1:].split(":", 1)[0]
-        client = self.runtime.connector.make_client(
-            LoginInfo(mxid=mxid, localpart=localpart, displayname=displayname, nick=row.nick)
-        )
+        client = self.runtime.connector.make_client(LoginInfo(
+            mxid=mxid, localpart=localpart, displayname=displayname, nick=row.nick,
+            username=row.username, password=self._password(row),
+        ))
         self.clients[mxid] = client
         for chat_id in channels:
             await client.join(chat_id)
         await client.connect()
         return client
+
+    def _context(self, mxid: str) -> str:
+        return f"{mxid}\0{self.network}"
+
+    def _password(self, row: Login) -> str | None:
+        if not row.credentials:
+            return None
+        try:
+            return self.bridge.secret_box().open(row.credentials, context=self._context(row.mxid)).get("password")
+        except SecretsError as exc:
+            log.warning("cannot read the stored password of %s on %s: %s", row.mxid, self.network, exc)
+            return None
+
+    async def _update_row(self, mxid: str, **values: object) -> None:
+        await self._load_row(mxid)
+        async with self.bridge.sessions() as session, session.begin():
+            row = (await session.execute(
+                select(Login).where(Login.mxid == mxid, Login.network == self.network)
+            )).scalar_one()
+            for key, value in values.items():
+                setattr(row, key, value)
+
+    async def store_password(self, mxid: str, password: str | None) -> None:
+        """Encrypt and keep (or with None, forget) the user's password for this network."""
+        sealed = None
+        if password is not None:
+            sealed = self.bridge.secret_box().seal({"password": password}, context=self._context(mxid))
+        await self._update_row(mxid, credentials=sealed)
+        await self.forget_client(mxid)  # the next connection uses the new credentials
+
+    async def set_username(self, mxid: str, username: str) -> None:
+        await self._update_row(mxid, username=username)
+        await self.forget_client(mxid)
+
+    async def forget_client(self, mxid: str) -> None:
+        """Drop the built client (if idle) so the next one is built from fresh settings."""
+        client = self.clients.get(mxid)
+        if client is not None and not client.connected:
+            self.clients.pop(mxid, None)
+            drop = getattr(self.runtime.connector, "drop_client", None)
+            if drop is not None:
+                drop(mxid)
+
+    async def reconnect(self, mxid: str, reason: str) -> None:
+        """Reconnect with fresh settings (a stored password is used from now on)."""
+        old = self.clients.pop(mxid, None)
+        if old is not None:
+            await old.disconnect(reason)
+            drop = getattr(self.runtime.connector, "drop_client", None)
+            if drop is not None:
+                drop(mxid)
+        await self.client_for(mxid)
+
+    async def quit(self, mxid: str, reason: str) -> bool:
+        client = self.clients.pop(mxid, None)
+        if client is None:
+            return False
+        await client.disconnect(reason)
+        drop = getattr(self.runtime.connector, "drop_client", None)
+        if drop is not None:
+            drop(mxid)
+        return True
+
+    async def current_nick(self, mxid: str) -> str | None:
+        client = self.clients.get(mxid)
+        if client is not None and client.connected:
+            return client.name
+        return (await self._load_row(mxid)).nick
+
+    async def set_nick(self, mxid: str, nick: str) -> None:
+        """Keep the nick for later connections, and change it now when connected."""
+        await self._update_row(mxid, nick=nick)
+        client = self.clients.get(mxid)
+        if client is not None and client.connected:
+            try:
+                await client.set_name(nick)
+            except NotImplementedError:
+                pass
+        elif client is not None:
+            await self.forget_client(mxid)
+
+    def channels_of(self, mxid: str) -> list[str]:
+        return sorted(self._channels.get(mxid, set()))
 
     async def _displayname(self, mxid: str) -> str:
         try:
@@ -84,13 +169,13 @@ class LoginManager:
             name = None
         return name or mxid[1:].split(":", 1)[0]
 
-    async def join(self, mxid: str, chat_id: str) -> None:
+    async def join(self, mxid: str, chat_id: str, key: str = "") -> None:
         client = await self.client_for(mxid)
         channels = self._channels.setdefault(mxid, set())
         if chat_id not in channels:
             channels.add(chat_id)
             await self._save_channels(mxid)
-        await client.join(chat_id)
+        await client.join(chat_id, key)
 
     async def part(self, mxid: str, chat_id: str, reason: str = "") -> None:
         channels = self._channels.get(mxid, set())

@@ -36,6 +36,9 @@ class ConnectorContextImpl:
     def is_puppet(self, mxid: str) -> bool:
         return not self._runtime.bridge.is_bridge_user(mxid)
 
+    def notify_user(self, mxid: str, text: str) -> None:
+        self._runtime.bridge.spawn(self._runtime.bridge.tell_user(mxid, text))
+
 
 class NetworkRuntime:
     def __init__(self, bridge: Bridge, config: NetworkConfig) -> None:
@@ -45,6 +48,10 @@ class NetworkRuntime:
         self.ctx = ConnectorContextImpl(self)
         self.connector: NetworkConnector = cls(config.name, dict(config.options), self.ctx)
         self.logins = LoginManager(self)
+
+    def status(self) -> str:
+        """The bridge's own presence on the network, in a word, as the connector reports it."""
+        return self.connector.status()
 
     def outbox_waiting(self, mxid: str) -> bool:
         return self.bridge.outbox.has_waiting(mxid, self.config.name)

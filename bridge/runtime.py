@@ -21,6 +21,7 @@ from bridge.appservice.server import RaptureAppService
 from bridge.bot import BridgeBot, is_bot_invite
 from bridge.config import Config
 from bridge.db.engine import make_engine, make_sessionmaker
+from bridge.db.models import MatrixUser
 from bridge.ghosts import GhostManager
 from bridge.identity import alias_template
 from bridge.matrix_to_remote import MatrixToRemote
@@ -28,6 +29,7 @@ from bridge.networks import NetworkRuntime
 from bridge.outbox import Outbox
 from bridge.portals import PortalInfo, PortalStore
 from bridge.remote_to_matrix import RemoteToMatrix
+from bridge.secrets import SecretBox
 
 log = logging.getLogger("rapture.bridge")
 OUTBOX_CHECK_SECONDS = 2.0
@@ -69,6 +71,7 @@ class Bridge:
                 f"#{re.escape(prefix)}(.+){re.escape(suffix)}:{re.escape(config.homeserver_domain)}"
             )))
         self._background: set[asyncio.Task[Any]] = set()
+        self._secret_box: SecretBox | None = None
         self.ready = asyncio.Event()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -206,6 +209,19 @@ class Bridge:
             await self.bot.handle_encryption_enabled(event)
 
     # -- helpers for the handlers ----------------------------------------------------------
+    def secret_box(self) -> SecretBox:
+        """The credential key, read on first use (a missing key only matters to storepass)."""
+        if self._secret_box is None:
+            self._secret_box = SecretBox.from_file(self.config.key_file)
+        return self._secret_box
+
+    async def tell_user(self, mxid: str, text: str) -> None:
+        """A notice in the user's latest control room, if they have one."""
+        async with self.sessions() as session:
+            user = await session.get(MatrixUser, mxid)
+        if user is not None and user.control_room:
+            await self.bot.send_notice_as(self.az.intent, user.control_room, text)
+
     def remote_user(self, network: str, remote_id: str) -> RemoteUser:
         return RemoteUser(remote_id, remote_id)
 
@@ -255,14 +271,53 @@ class Bridge:
             chat_id = runtime.connector.normalize_chat(channel)
             if chat_id is None:
                 return None
-            chat = ChatRef(chat_id)
-            if self.portals.by_chat(network, chat) is not None:
+            if self.portals.by_chat(network, ChatRef(chat_id)) is not None:
                 return None  # it exists, under another alias; not ours to re-create
-            localpart = alias[1:].rsplit(":", 1)[0]
-            await self.portals.create_channel_room(network, chat, channel, localpart)
-            await runtime.connector.open_chat(chat_id)
+            await self.create_channel_portal(network, chat_id, channel)
             return {}
         return None
+
+    # -- portals: creating, linking, unlinking ------------------------------------------------
+    @staticmethod
+    def channel_ref(chat_id: str) -> ChatRef:
+        return ChatRef(chat_id)
+
+    async def create_channel_portal(self, network: str, chat_id: str, name: str) -> PortalInfo:
+        """A new room for a channel, with its alias, and the bridge present in the channel."""
+        localpart = self.config.networks[network].alias_localpart(name)
+        portal = await self.portals.create_channel_room(network, ChatRef(chat_id), name, localpart)
+        await self.networks[network].connector.open_chat(chat_id)
+        return portal
+
+    async def link(self, room_id: str, network: str, chat_id: str, name: str) -> PortalInfo:
+        """Bridge an existing room to a channel. Raises ValueError when either is bridged."""
+        if self.portals.by_room(room_id) is not None:
+            raise ValueError(f"{room_id} is already bridged")
+        if self.portals.by_chat(network, ChatRef(chat_id)) is not None:
+            raise ValueError(f"{name} on {network} is already bridged")
+        await self.az.intent.join_room(room_id)
+        portal = await self.portals.add(network, ChatRef(chat_id), room_id, name)
+        await self.networks[network].connector.open_chat(chat_id)
+        return portal
+
+    async def unlink(self, portal: PortalInfo) -> None:
+        """Stop bridging: ghosts leave the room, puppets leave the channel, the bot leaves both."""
+        await self.portals.remove(portal)
+        runtime = self.networks[portal.network]
+        await runtime.connector.close_chat(portal.chat.id)
+        members = await self.az.intent.get_room_members(portal.room_id)
+        for mxid in members:
+            if self.ghosts.is_ghost(mxid):
+                try:
+                    await self.ghosts.intent(mxid).leave_room(portal.room_id, reason="Unlinked")
+                except MatrixError:
+                    pass
+            elif portal.chat.id in runtime.logins.channels_of(mxid):
+                await runtime.logins.part(mxid, portal.chat.id, "Unlinked from Matrix")
+        try:
+            await self.az.intent.leave_room(portal.room_id, reason="Unlinked")
+        except MatrixError:
+            pass
 
 
 

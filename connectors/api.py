@@ -200,6 +200,8 @@ class LoginInfo:
     localpart: str
     displayname: str
     nick: str | None = None  # the remote name chosen earlier, if any
+    username: str | None = None  # account/user name the user set, if any
+    password: str | None = None  # decrypted by the core just for this; never log or store it
 
 
 class ConnectorContext(Protocol):
@@ -218,6 +220,9 @@ class ConnectorContext(Protocol):
 
     def is_puppet(self, mxid: str) -> bool:
         """True when the MXID belongs to a Matrix user (not a ghost or the bot)."""
+
+    def notify_user(self, mxid: str, text: str) -> None:
+        """Tell a Matrix user something about their login (e.g. a refused password)."""
 
 
 class NetworkClient:
@@ -241,8 +246,8 @@ class NetworkClient:
     async def disconnect(self, reason: str = "") -> None:
         raise NotImplementedError
 
-    async def join(self, chat_id: str) -> None:
-        """Join a channel (again after every reconnect, until `part`)."""
+    async def join(self, chat_id: str, key: str = "") -> None:
+        """Join a channel (again after every reconnect, until `part`); `key` if it has one."""
         raise NotImplementedError
 
     async def part(self, chat_id: str, reason: str = "") -> None:
@@ -260,6 +265,19 @@ class NetworkClient:
 
     def chats(self) -> Sequence[str]:
         """The channels this login is in (or is rejoining)."""
+        raise NotImplementedError
+
+    # Optional features: the core catches NotImplementedError and says "not supported".
+    async def set_name(self, name: str) -> None:
+        """Change the login's remote name; the result arrives via `ctx.login_renamed`."""
+        raise NotImplementedError
+
+    async def whois(self, name: str) -> list[str]:
+        """Human-readable lines about a remote user; raises SendError when offline."""
+        raise NotImplementedError
+
+    async def reconnect(self, reason: str) -> None:
+        """Disconnect with `reason` and connect again (rejoining everything)."""
         raise NotImplementedError
 
 
@@ -284,6 +302,10 @@ class NetworkConnector:
 
     async def start(self) -> None:
         """Start serving the network (the bridge's own presence; logins connect separately)."""
+
+    def status(self) -> str:
+        """A few words on the bridge's own presence on the network, for the `status` command."""
+        return "unknown"
 
     async def stop(self) -> None:
         """Stop and release everything; must not raise."""

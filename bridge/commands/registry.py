@@ -24,6 +24,7 @@ class CommandContext:
     level: Level
     args: list[str]
     reply: Callable[[str], Awaitable[None]]  # sends an m.notice in reply to the command
+    raw_args: str = ""  # the text after the command name, untouched (passwords keep spaces)
     bridge: Any = None  # the running bridge, for commands that act on it
 
 
@@ -75,6 +76,7 @@ class CommandRegistry:
         if not words:
             return
         name, ctx.args = words[0].lower(), words[1:]
+        ctx.raw_args = text.strip()[len(words[0]):].lstrip() if text.strip().startswith(words[0]) else ""
         command = self.commands.get(name)
         if command is None:
             await ctx.reply(f"Unknown command '{name}'. Send 'help' for the list of commands.")

@@ -82,6 +82,9 @@ class Config:
     max_body_size: int
     database_url: str
     permissions: Permissions
+    key_file: str  # absolute path of the key that encrypts stored credentials
+    provisioning_enabled: bool
+    provisioning_secret: str
     log_level: str
     networks: dict[str, NetworkConfig]
 
@@ -125,6 +128,9 @@ class Config:
             max_body_size=core["appservice.max_body_size"],
             database_url=_sqlite_beside(core["database.url"], path),
             permissions=Permissions(core["bridge.permissions"]),
+            key_file=str(Path(path).resolve().parent / core["bridge.key_file"]),
+            provisioning_enabled=core["provisioning.enabled"],
+            provisioning_secret=core["provisioning.shared_secret"],
             log_level=core["logging.level"].upper(),
             networks=networks,
         )

@@ -66,6 +66,9 @@ CORE_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(path="appservice.max_body_size", kind=int, default=10 * 1024 * 1024, check=_positive),
     ConfigKey(path="database.url", kind=str, default=DEFAULT_DATABASE_URL, check=_database_url),
     ConfigKey(path="bridge.permissions", kind=dict, default=None),
+    ConfigKey(path="bridge.key_file", kind=str, default="rapture.key"),
+    ConfigKey(path="provisioning.enabled", kind=bool, default=False),
+    ConfigKey(path="provisioning.shared_secret", kind=str, default=""),
     ConfigKey(path="logging.level", kind=str, default="INFO", check=_log_level),
 )
 

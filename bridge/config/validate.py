@@ -191,6 +191,14 @@ class _Checker:
             except TemplateError as exc:
                 self.error(f"{prefix}{key}", key_line(section, key), str(exc))
 
+    def check_provisioning(self, doc: Mapping[str, Any]) -> None:
+        enabled, _, _ = self.lookup(doc, "provisioning.enabled")
+        secret, _, line = self.lookup(doc, "provisioning.shared_secret")
+        if enabled is True and (not isinstance(secret, str) or len(secret) < 16):
+            self.error("provisioning.shared_secret", line,
+                       "needs at least 16 characters when provisioning is enabled "
+                       "(`rapture generate-registration` makes one)")
+
     def check_tokens(self, doc: Mapping[str, Any]) -> None:
         for key in ("as_token", "hs_token"):
             value, _, line = self.lookup(doc, f"appservice.{key}")
@@ -209,6 +217,7 @@ def validate(
     checker.check_networks(doc)
     if require_tokens:
         checker.check_tokens(doc)
+        checker.check_provisioning(doc)
     known = {k.path for k in CORE_KEYS} | {"networks"}
     checker.check_unknown(doc, known, "", FREE_FORM_MAPPINGS)
     # De-duplicate (a token can be reported missing by two routes) and sort by line.

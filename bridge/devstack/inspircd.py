@@ -327,7 +327,7 @@ def render_config(
 <cidr ipv4clone="32" ipv6clone="128">
 <performance netbuffersize="65536" somaxconn="4096" clonesonconnect="no" quietbursts="yes" timeskipwarn="0">
 
-<options prefixquit="" suffixquit="" prefixpart="" suffixpart=""
+<options prefixquit="Quit: " suffixquit="" prefixpart="" suffixpart=""
          syntaxhints="no" announcets="yes" hostintopic="yes"
          pingwarning="15" serverpingfreq="1m" splitwhois="no" defaultmodes="not"
          allowzerolimit="no" invitebypassmodes="yes">

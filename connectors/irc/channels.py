@@ -201,7 +201,8 @@ class ChannelTracker:
             self._schedule_split_check()
             return
         for name in present:
-            self._leave(self.channels[name].name, nick, f"Quit: {reason}".rstrip(": "))
+            # Servers already prefix client quits ("Quit: ..."); the reason is shown as sent.
+            self._leave(self.channels[name].name, nick, reason)
 
     def _schedule_split_check(self) -> None:
         if self._split_timer is None:

@@ -15,6 +15,7 @@ Invalid UTF-8 from the server is decoded leniently (latin-1 fallback), never fat
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import ssl
@@ -91,6 +92,8 @@ class ConnectionSettings:
     burst: int = 10
     rate: float = 2.0
     reconnect_delay: float = 1.0  # first wait after a failed attempt; doubles each time
+    account: str | None = None  # services account (SASL authcid / NickServ name)
+    account_password: str | None = None  # when set: SASL PLAIN if offered, else NickServ
 
 
 @dataclass
@@ -101,6 +104,7 @@ class _ChannelWish:
 
 EventCallback = Callable[["IRCConnection", Event], None]
 StateCallback = Callable[["IRCConnection", str, str], None]  # (conn, state, message)
+SASL_CHUNK = 400
 
 
 @dataclass(eq=False)
@@ -128,7 +132,9 @@ class IRCConnection:
     _keepalive: asyncio.TimerHandle | None = None
     _attempt: int = 0
     _registered_event: asyncio.Event = field(default_factory=asyncio.Event)
+    _sasl_busy: bool = False
     wanted_nick: str = ""
+    authenticated: bool = False  # logged in to services, by SASL or NickServ
 
     def __post_init__(self) -> None:
         self.wanted_nick = self.nick
@@ -224,6 +230,10 @@ class IRCConnection:
     def _teardown(self, reason: str) -> None:
         was = self.registered
         self.registered = False
+        self.authenticated = False
+        self._sasl_busy = False
+        self.caps.clear()
+        self._offered.clear()
         self.joined.clear()
         if self._keepalive is not None:
             self._keepalive.cancel()
@@ -301,14 +311,19 @@ class IRCConnection:
             self._offered |= {cap.split("=", 1)[0] for cap in offered}
             if more:
                 return
-            wanted = sorted(WANTED_CAPS & self._offered - self.caps)
+            want_caps = WANTED_CAPS | ({"sasl"} if self._has_credentials() else set())
+            wanted = sorted(want_caps & self._offered - self.caps)
             if wanted:
                 self._urgent(f"CAP REQ :{' '.join(wanted)}")
             elif not self.registered:
                 self._urgent("CAP END")
         elif sub == "ACK":
-            self.caps |= {c.lstrip("-") for c in args[-1].split() if not c.startswith("-")}
-            if not self.registered:
+            acked = {c for c in args[-1].split() if not c.startswith("-")}
+            self.caps |= acked
+            if "sasl" in acked and self._has_credentials() and not self.registered:
+                self._sasl_busy = True
+                self._urgent("AUTHENTICATE PLAIN")
+            elif not self.registered:
                 self._urgent("CAP END")
         elif sub == "NAK":
             if not self.registered:
@@ -316,11 +331,48 @@ class IRCConnection:
         elif sub == "DEL":
             self.caps -= set(args[-1].split())
 
+    # -- services login: SASL PLAIN during CAP, else NickServ after registration ----------------
+    def _has_credentials(self) -> bool:
+        return bool(self.settings.account_password)
+
+    def _on_authenticate(self, event: Event) -> None:
+        challenge = event.target or (event.arguments[0] if event.arguments else "")
+        if not self._sasl_busy or challenge != "+":
+            return
+        account = self.settings.account or self.wanted_nick
+        password = self.settings.account_password or ""
+        token = base64.b64encode(f"{account}\0{account}\0{password}".encode()).decode()
+        chunks = [token[i:i + SASL_CHUNK] for i in range(0, len(token), SASL_CHUNK)] or ["+"]
+        if len(chunks[-1]) == SASL_CHUNK:
+            chunks.append("+")  # a full last chunk must be followed by an empty one
+        for chunk in chunks:
+            self._urgent(f"AUTHENTICATE {chunk}")
+
+    def _on_sasl_done(self, event: Event) -> None:
+        if not self._sasl_busy:
+            return
+        self._sasl_busy = False
+        if event.type == "saslsuccess":
+            self.authenticated = True
+        else:
+            self.on_state(self, "auth_failed", "the network refused the stored password (SASL)")
+        if not self.registered:
+            self._urgent("CAP END")
+
+    def _on_loggedin(self, event: Event) -> None:
+        self.authenticated = True
+
+    def _identify_with_nickserv(self) -> None:
+        if self._has_credentials() and not self.authenticated and "sasl" not in self.caps:
+            account = self.settings.account or self.wanted_nick
+            self.send(f"PRIVMSG NickServ :IDENTIFY {account} {clean_line(self.settings.account_password or '')}")
+
     def _on_welcome(self, event: Event) -> None:
         self.registered = True
         self.nick = event.target or self.nick
         self._registered_event.set()
         self._schedule_keepalive()
+        self._identify_with_nickserv()
         for wish in list(self.channels.values()):
             self.send(f"JOIN {wish.name} {wish.key}".rstrip())
         self.on_state(self, "connected", "")
@@ -395,6 +447,13 @@ _HANDLERS: dict[str, Callable[[IRCConnection, Event], None]] = {
     "part": IRCConnection._on_part,
     "kick": IRCConnection._on_kick,
     "nick": IRCConnection._on_nick,
+    "authenticate": IRCConnection._on_authenticate,
+    "saslsuccess": IRCConnection._on_sasl_done,
+    "saslfail": IRCConnection._on_sasl_done,
+    "sasltoolong": IRCConnection._on_sasl_done,
+    "saslaborted": IRCConnection._on_sasl_done,
+    "saslalready": IRCConnection._on_sasl_done,
+    "loggedin": IRCConnection._on_loggedin,
 }
 
 

@@ -128,10 +128,12 @@ class IRCConnector(NetworkConnector):
             if mxid == puppet.mxid:
                 del self._puppet_nicks[nick]
 
-    def settings_for(self, username: str, realname: str) -> ConnectionSettings:
+    def settings_for(self, username: str, realname: str, *, account: str | None = None,
+                     password: str | None = None) -> ConnectionSettings:
         o = self.options
         ident = "".join(c for c in username.lower() if c.isalnum())[:10] or "matrix"
         return ConnectionSettings(
+            account=account, account_password=password,
             host=o["host"], port=int(o.get("port") or 6667), tls=bool(o.get("tls")),
             username=ident, realname=realname or username, password=o.get("password"),
             burst=int(o.get("flood_burst") or 10),
@@ -161,6 +163,11 @@ class IRCConnector(NetworkConnector):
                 log.exception("stopping puppet %s", puppet.mxid)
         if self.bot is not None:
             await self.bot.stop("Bridge shutting down")
+
+    def status(self) -> str:
+        if self.bot is None:
+            return "not started"
+        return f"connected as {self.bot.nick}" if self.bot.connected else "disconnected"
 
     def normalize_chat(self, name: str) -> str | None:
         return self.fold(name) if is_valid_channel(name) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,17 @@ from connectors.irc.render import render_lines
 if TYPE_CHECKING:
     from connectors.irc.connector import IRCConnector
 
+WHOIS_TIMEOUT = 10.0
+_WHOIS_LINES = {
+    "whoisuser": lambda a: f"{a[0]} is {a[1]}@{a[2]} ({a[-1]})",
+    "whoisserver": lambda a: f"{a[0]} is on {a[1]}" + (f" ({a[2]})" if len(a) > 2 else ""),
+    "whoischannels": lambda a: f"{a[0]} is in {a[-1].strip()}",
+    "whoisaccount": lambda a: f"{a[0]} is logged in as {a[1]}",
+    "away": lambda a: f"{a[0]} is away: {a[-1]}",
+    "whoisidle": lambda a: f"{a[0]} has been idle for {a[1]} seconds",
+    "whoisoperator": lambda a: f"{a[0]} {a[-1]}",
+}
+
 _STATES = {"connecting": LoginState.CONNECTING, "connected": LoginState.CONNECTED,
            "disconnected": LoginState.DISCONNECTED}
 
@@ -36,8 +48,10 @@ class IRCPuppet(NetworkClient):
     def __init__(self, connector: IRCConnector, login: LoginInfo, nick: str) -> None:
         self.connector = connector
         self.mxid = login.mxid
+        self._whois: dict[str, tuple[list[str], asyncio.Future[list[str]]]] = {}
         self.conn = IRCConnection(
-            settings=connector.settings_for(login.localpart, login.displayname),
+            settings=connector.settings_for(login.username or login.localpart, login.displayname,
+                                            account=login.username, password=login.password),
             nick=nick,
             reactor=connector.reactor,
             limiter=connector.limiter,
@@ -60,8 +74,8 @@ class IRCPuppet(NetworkClient):
         self.connector.forget_puppet_nick(self)
         await self.conn.stop(reason)
 
-    async def join(self, chat_id: str) -> None:
-        self.conn.join(chat_id)
+    async def join(self, chat_id: str, key: str = "") -> None:
+        self.conn.join(chat_id, key)
 
     async def part(self, chat_id: str, reason: str = "") -> None:
         self.conn.part(chat_id, reason)
@@ -88,6 +102,47 @@ class IRCPuppet(NetworkClient):
     async def kick(self, chat_id: str, user_id: str, reason: str = "") -> None:
         self._send_or_fail(f"KICK {chat_id} {user_id} :{clean_line(reason)}")
 
+    async def set_name(self, name: str) -> None:
+        self.conn.wanted_nick = name
+        self._send_or_fail(f"NICK {clean_line(name)}")
+
+    async def reconnect(self, reason: str) -> None:
+        await self.conn.stop(reason)
+        self.conn.start()
+
+    async def whois(self, name: str) -> list[str]:
+        """WHOIS through this connection, summarised as lines for a notice."""
+        if not self.conn.connected:
+            raise SendError("not connected to IRC", retriable=True)
+        folded = self.conn.folded(name)
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._whois[folded] = ([], future)
+        try:
+            self._send_or_fail(f"WHOIS {clean_line(name)}")
+            return await asyncio.wait_for(future, WHOIS_TIMEOUT)
+        except TimeoutError:
+            raise SendError("the server did not answer the WHOIS", retriable=True) from None
+        finally:
+            self._whois.pop(folded, None)
+
+    def _on_whois_reply(self, conn: IRCConnection, event: Event) -> bool:
+        args = list(event.arguments)
+        if not args or event.type not in _WHOIS_LINES and event.type not in ("endofwhois", "nosuchnick"):
+            return False
+        entry = self._whois.get(conn.folded(args[0]))
+        if entry is None:
+            return False
+        lines, future = entry
+        if event.type == "nosuchnick":
+            lines.append(f"{args[0]}: no such nick")
+        elif event.type == "endofwhois":
+            pass
+        else:
+            lines.append(_WHOIS_LINES[event.type](args))
+        if event.type in ("endofwhois", "nosuchnick") and not future.done():
+            future.set_result(lines)
+        return True
+
     def _send_or_fail(self, line: str) -> None:
         try:
             self.conn.send(line)
@@ -96,6 +151,11 @@ class IRCPuppet(NetworkClient):
 
     # -- events from this connection ----------------------------------------------------------
     def _on_state(self, conn: IRCConnection, state: str, message: str) -> None:
+        ctx = self.connector.ctx
+        if state == "auth_failed":
+            if ctx is not None:
+                ctx.notify_user(self.mxid, f"{self.connector.network}: {message}.")
+            return
         if state == "connected":
             self.connector.remember_puppet_nick(self)
         ctx = self.connector.ctx
@@ -106,6 +166,8 @@ class IRCPuppet(NetworkClient):
 
     def _on_event(self, conn: IRCConnection, event: Event) -> None:
         kind = event.type
+        if self._whois and self._on_whois_reply(conn, event):
+            return
         if kind == "nick" and conn.folded(event.target) == conn.folded(conn.nick):
             self.connector.remember_puppet_nick(self)
             if self.connector.ctx is not None:

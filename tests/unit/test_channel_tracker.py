@@ -60,7 +60,7 @@ def test_ordinary_quit_is_a_leave_with_reason() -> None:
     tracker, events = make_tracker()
     joined_channel(tracker, "rapture bob")
     events.clear()
-    tracker.handle(ev("quit", "bob!b@h", None, "Client exited"))
+    tracker.handle(ev("quit", "bob!b@h", None, "Quit: Client exited"))
     (leave,) = events
     assert isinstance(leave, RemoteLeave) and leave.reason == "Quit: Client exited"
 
