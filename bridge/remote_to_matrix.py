@@ -173,7 +173,10 @@ class RemoteToMatrix:
                     levels.users.pop(mxid, None)
                 changed = True
         if changed:
-            await bot.set_power_levels(portal.room_id, levels)
+            try:
+                await bot.set_power_levels(portal.room_id, levels)
+            except MatrixError as exc:  # e.g. a room creator, who may not be listed (v12)
+                log.warning("could not update power levels in %s: %s", portal.room_id, exc)
 
     async def topic(self, network: str, portal: PortalInfo, event: RemoteTopic) -> None:
         if event.topic == (portal.topic or ""):

@@ -28,6 +28,7 @@ from bridge.matrix_to_remote import MatrixToRemote
 from bridge.networks import NetworkRuntime
 from bridge.outbox import Outbox
 from bridge.portals import PortalInfo, PortalStore
+from bridge.provisioning import ProvisioningAPI
 from bridge.remote_to_matrix import RemoteToMatrix
 from bridge.secrets import SecretBox
 
@@ -61,6 +62,8 @@ class Bridge:
         self.to_remote = MatrixToRemote(self)
         self.to_matrix = RemoteToMatrix(self)
         self.outbox = Outbox(self.sessions, self.to_remote.report_failure)
+        if config.provisioning_enabled:
+            ProvisioningAPI(self).register(self.az.app)
         self.networks: dict[str, NetworkRuntime] = {
             name: NetworkRuntime(self, net) for name, net in config.networks.items()
         }

@@ -28,6 +28,7 @@ def write_bridge_config(
     permissions: dict[str, str],
     networks: dict[str, dict[str, object]] | None = None,
     log_level: str = "DEBUG",
+    provisioning_secret: str | None = None,
 ) -> None:
     """A complete config for a local stack (tokens are added by generate-registration)."""
     doc: dict[str, Any] = {
@@ -46,6 +47,8 @@ def write_bridge_config(
         "logging": {"level": log_level},
         "networks": networks or {},
     }
+    if provisioning_secret:
+        doc["provisioning"] = {"enabled": True, "shared_secret": provisioning_secret}
     path.write_text(
         "# Generated for a local Rapture stack.\n" + dump_document(doc), encoding="utf-8"
     )

@@ -57,6 +57,7 @@ def start_local_stack(
     python: str = sys.executable,
     network_options: dict[str, object] | None = None,
     extra_networks: dict[str, dict[str, object]] | None = None,
+    provisioning_secret: str | None = None,
 ) -> LocalStack:
     """Start (or reuse `inspircd`), then Synapse with the bridge registered, then the bridge.
 
@@ -93,6 +94,7 @@ def start_local_stack(
             permissions=permissions or {domain: "admin"},
             networks=networks,
             log_level=log_level,
+            provisioning_secret=provisioning_secret,
         )
         generate_registration(config_path, registration_path, python=python)
         synapse = start_synapse(

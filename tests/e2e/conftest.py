@@ -14,6 +14,7 @@ from bridge.devstack.stack import LocalStack, start_local_stack
 from tests.servers import require
 
 DOMAIN = "localhost"
+PROVISIONING_SECRET = "provisioning-secret-for-the-tests"
 # Every local user may use the bridge, except three with other levels.
 PERMISSIONS = {
     "localhost": "user",
@@ -56,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, inspircd: InspircdServer) ->
     try:
         local = start_local_stack(
             tmp_path_factory.mktemp("stack"), domain=DOMAIN, permissions=PERMISSIONS, inspircd=inspircd,
-            network_options={"relay": True},
+            network_options={"relay": True}, provisioning_secret=PROVISIONING_SECRET,
         )
     except ServerUnavailable as exc:
         require(exc)
