@@ -62,6 +62,16 @@ async def test_usage_and_unknown_network(control: Control) -> None:
     assert "Unknown network 'nope'" in await control.ask("join nope #x")
     assert "not a valid channel" in await control.ask("join local nochannel")
     assert "Usage: storepass <network> <password>" in await control.ask("storepass")
+    assert "Usage: storepass <network> <password>" in await control.ask("storepass local")
+    for text in ("listrooms nope", "reconnect nope", "quit nope", "removepass nope", "nick nope",
+                 "username nope x", "whois nope x", "part nope #x"):
+        assert "Unknown network 'nope'" in await control.ask(text), text
+    assert "Usage: username <network> <name>" in await control.ask("username local")
+    assert "Usage: whois <network> <nick|@mxid>" in await control.ask("whois local")
+    assert "Usage: nick <network> [nick]" in await control.ask("nick")
+    assert "Usage: part <network> <#channel>" in await control.ask("part local")
+    assert "Usage: version" not in await control.ask("version")
+    assert "local (irc)" in await control.ask("networks")
 
 
 async def test_join_part_and_listrooms(stack: Stack, control: Control, watcher: IrcUser) -> None:
