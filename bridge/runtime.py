@@ -41,7 +41,7 @@ class Bridge:
         self.config = config
         self.engine = make_engine(config.database_url)
         self.sessions = make_sessionmaker(self.engine)
-        self.inbox = TransactionInbox(self.sessions)
+        self.inbox = TransactionInbox(self.engine, is_ours=lambda mxid: self.is_bridge_user(mxid))
         self.dispatcher: RoomDispatcher[Any] = RoomDispatcher(self._handle_item)
         self.az = RaptureAppService(
             server=config.homeserver_address,
@@ -100,6 +100,7 @@ class Bridge:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.dispatcher.stop()
         await self.az.stop()
+        await self.inbox.close()
         await self.engine.dispose()
 
     def spawn(self, coro: Any) -> None:
@@ -171,7 +172,7 @@ class Bridge:
             await self.az.state_store.update_state(event)
             await self.handle_event(event)
         finally:
-            await self.inbox.mark_done(stored.seq)
+            self.inbox.mark_done(stored.seq)
 
     def is_bridge_user(self, mxid: str) -> bool:
         """The bot or a ghost: users whose events we never bridge back."""

@@ -4,29 +4,41 @@ A transaction is recorded, with each of its events, in one database transaction 
 homeserver gets its 200. Events are de-duplicated by event id, so a transaction resent after
 a crash, or an event repeated under a new txn id, is handled once. Transaction ids alone are
 not trusted for that: Synapse numbers them from its own table, which it empties, so after a
-Synapse restart the same ids come again with new events. Each event is marked done after it
-was handled; those not done when the process stopped are handled again at start, in order.
+Synapse restart the same ids come again with new events.
+
+Handled events are marked done in batches (every `DONE_FLUSH_SECONDS`, and at stop): one
+write per burst instead of one per event. Events not marked done when the process died are
+handled again at start, in order: after a crash (not after a clean stop) the last few
+milliseconds of events may be handled twice, never lost.
+
+Events sent by the bridge's own users (its ghosts and bot, echoed back by the homeserver)
+are not stored: nothing is bridged from them, only the state cache learns from them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge.db.models import AppServiceEvent, AppServiceTransaction
 
 log = logging.getLogger("rapture.inbox")
+DONE_FLUSH_SECONDS = 0.05
+EPHEMERAL = -1  # the seq of an event that was not stored
 
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    seq: int
+    seq: int  # EPHEMERAL for events not stored
     event_id: str
     room_id: str
     raw: dict[str, Any]
@@ -45,69 +57,113 @@ def _usable(raw: Any) -> bool:
 
 
 class TransactionInbox:
-    def __init__(self, sessionmaker: async_sessionmaker) -> None:
-        self._sessions = sessionmaker
+    def __init__(self, engine: AsyncEngine, is_ours: Callable[[str], bool] = lambda _: False) -> None:
+        self._engine = engine
+        self._is_ours = is_ours
+        self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._done: set[int] = set()
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
 
     async def record(self, txn_id: str, raw_events: list[Any]) -> list[StoredEvent]:
         """Store a transaction; return those of its events never seen before, in order."""
-        events = []
+        durable: list[dict[str, Any]] = []
+        out: list[StoredEvent | dict[str, Any]] = []
+        seen_here: set[str] = set()
         for raw in raw_events:
-            if _usable(raw):
-                events.append(raw)
-            else:
+            if not _usable(raw):
                 # Not an event we could ever act on; say so instead of failing the whole batch,
                 # which the homeserver would retry forever.
                 log.warning("ignoring a malformed event in transaction %s", txn_id)
-        async with self._sessions() as session, session.begin():
-            if await session.get(AppServiceTransaction, txn_id) is None:
-                session.add(AppServiceTransaction(txn_id=txn_id))
-            ids = list({raw["event_id"] for raw in events})
-            seen: set[str] = set()
-            if ids:
-                rows = await session.execute(
-                    select(AppServiceEvent.event_id).where(AppServiceEvent.event_id.in_(ids))
-                )
-                seen = set(rows.scalars())
-            fresh: list[AppServiceEvent] = []
-            for raw in events:
-                if raw["event_id"] in seen:
-                    continue
-                seen.add(raw["event_id"])
-                row = AppServiceEvent(
-                    event_id=raw["event_id"], room_id=raw["room_id"], txn_id=txn_id,
-                    payload=json.dumps(raw, ensure_ascii=False), done=False,
-                )
-                session.add(row)
-                fresh.append(row)
-            await session.flush()  # assigns seq
-            return [StoredEvent(r.seq, r.event_id, r.room_id, json.loads(r.payload)) for r in fresh]
-
-    async def mark_done(self, seq: int) -> None:
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(AppServiceEvent).where(AppServiceEvent.seq == seq).values(done=True)
+                continue
+            if raw["event_id"] in seen_here:
+                continue
+            seen_here.add(raw["event_id"])
+            sender = raw.get("sender")
+            if isinstance(sender, str) and self._is_ours(sender):
+                out.append(StoredEvent(EPHEMERAL, raw["event_id"], raw["room_id"], raw))
+            else:
+                durable.append(raw)
+                out.append(raw)
+        inserted: dict[str, int] = {}
+        insert = self._dialect.insert
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(AppServiceTransaction).values(txn_id=txn_id).on_conflict_do_nothing()
             )
+            if durable:
+                rows = [{"event_id": r["event_id"], "room_id": r["room_id"], "txn_id": txn_id,
+                         "payload": json.dumps(r, ensure_ascii=False), "done": False} for r in durable]
+                result = await conn.execute(
+                    insert(AppServiceEvent).values(rows)
+                    .on_conflict_do_nothing(index_elements=["event_id"])
+                    .returning(AppServiceEvent.seq, AppServiceEvent.event_id)
+                )
+                inserted = {event_id: seq for seq, event_id in result}
+        events: list[StoredEvent] = []
+        for item in out:
+            if isinstance(item, StoredEvent):
+                events.append(item)
+            elif item["event_id"] in inserted:
+                events.append(StoredEvent(inserted[item["event_id"]], item["event_id"], item["room_id"], item))
+        return events
+
+    # -- done marks, batched -------------------------------------------------------------------
+    def mark_done(self, seq: int) -> None:
+        if seq == EPHEMERAL:
+            return
+        self._done.add(seq)
+        if self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(DONE_FLUSH_SECONDS, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_timer = None
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self.flush_done())
+        else:  # a flush is running: try again shortly
+            self._flush_timer = asyncio.get_running_loop().call_later(DONE_FLUSH_SECONDS, self._start_flush)
+
+    async def flush_done(self) -> None:
+        while self._done:
+            batch, self._done = self._done, set()
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(
+                        update(AppServiceEvent).where(AppServiceEvent.seq.in_(batch)).values(done=True)
+                    )
+            except Exception:
+                log.exception("could not mark %d events done; they may be handled again", len(batch))
+                return
+
+    async def close(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        await self.flush_done()
 
     async def pending(self) -> list[StoredEvent]:
         """Events accepted but not handled, oldest first."""
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(AppServiceEvent).where(AppServiceEvent.done.is_(False)).order_by(AppServiceEvent.seq)
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(AppServiceEvent.seq, AppServiceEvent.event_id, AppServiceEvent.room_id,
+                       AppServiceEvent.payload)
+                .where(AppServiceEvent.done.is_(False)).order_by(AppServiceEvent.seq)
             )
-            return [
-                StoredEvent(r.seq, r.event_id, r.room_id, json.loads(r.payload))
-                for r in rows.scalars()
-            ]
+            return [StoredEvent(seq, event_id, room_id, json.loads(payload))
+                    for seq, event_id, room_id, payload in rows]
 
     async def prune(self, older_than: timedelta = timedelta(days=7)) -> None:
         """Forget handled events and transaction ids older than the homeserver would resend."""
         cutoff = datetime.now(timezone.utc) - older_than
-        async with self._sessions() as session, session.begin():
-            await session.execute(
+        async with self._engine.begin() as conn:
+            await conn.execute(
                 delete(AppServiceEvent).where(
                     AppServiceEvent.done.is_(True), AppServiceEvent.received_at < cutoff
                 )
             )
-            await session.execute(
+            await conn.execute(
                 delete(AppServiceTransaction).where(AppServiceTransaction.received_at < cutoff)
             )

@@ -7,6 +7,7 @@ user is exactly what CI proves works.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def start_local_stack(
     network_options: dict[str, object] | None = None,
     extra_networks: dict[str, dict[str, object]] | None = None,
     provisioning_secret: str | None = None,
+    extra_registrations: Sequence[Path] = (),
 ) -> LocalStack:
     """Start (or reuse `inspircd`), then Synapse with the bridge registered, then the bridge.
 
@@ -99,7 +101,7 @@ def start_local_stack(
         generate_registration(config_path, registration_path, python=python)
         synapse = start_synapse(
             workdir / "synapse", server_name=domain, port=hs_port,
-            app_service_config_files=[registration_path], python=python,
+            app_service_config_files=[registration_path, *extra_registrations], python=python,
         )
     except BaseException:
         stop_own_ircd()

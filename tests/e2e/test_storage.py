@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from bridge.appservice.inbox import TransactionInbox
-from bridge.db.engine import make_engine, make_sessionmaker
+from bridge.db.engine import make_engine
 from bridge.db.models import Base
 from bridge.devstack import ServerUnavailable
 from tests.cli import rapture
@@ -93,7 +93,7 @@ def test_migrations_create_the_schema_and_rerun_is_a_no_op(tmp_path: Path, datab
 
 async def _inbox_round_trip(url: str) -> None:
     engine = make_engine(url)
-    inbox = TransactionInbox(make_sessionmaker(engine))
+    inbox = TransactionInbox(engine, is_ours=lambda mxid: mxid == "@bot:hs")
     try:
         def event(n: int, room: str = "!r:hs") -> dict:
             return {"type": "m.room.message", "room_id": room, "event_id": f"$e{n}",
@@ -112,8 +112,15 @@ async def _inbox_round_trip(url: str) -> None:
         pending = await inbox.pending()
         assert [e.event_id for e in pending] == ["$e1", "$e2", "$e3", "$e4"]  # in arrival order
         assert pending[0].raw["content"]["body"] == "ü 1"
-        await inbox.mark_done(pending[1].seq)
+        inbox.mark_done(pending[1].seq)
+        await inbox.close()  # flushes the batched done marks
         assert [e.event_id for e in await inbox.pending()] == ["$e1", "$e3", "$e4"]
+
+        # The bridge's own echoes are handed on but not stored.
+        echo = {**event(5), "sender": "@bot:hs"}
+        (handed,) = await inbox.record("t3", [echo])
+        assert handed.seq == -1 and handed.event_id == "$e5"
+        assert "$e5" not in [e.event_id for e in await inbox.pending()]
     finally:
         await engine.dispose()
 

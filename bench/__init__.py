@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure the bridge through real servers and print one JSON object."""

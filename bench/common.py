@@ -1,0 +1,226 @@
+"""What every benchmark needs: a stack of real servers, a floor appservice, and timed clients.
+
+Everything runs on 127.0.0.1. Times are `time.perf_counter()` seconds in this process; both
+ends of every measured path are observed from here, so no clock is compared across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+
+from bridge.devstack.ports import free_port
+from bridge.devstack.stack import LocalStack, start_local_stack
+
+DOMAIN = "localhost"
+
+
+# -- a plain appservice: the floor of Matrix -> anything -------------------------------------
+class FloorAppService:
+    """The least an appservice can do: answer 200 and note when each message arrived."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.hs_token = secrets.token_urlsafe(24)
+        self.as_token = secrets.token_urlsafe(24)
+        self.arrivals: dict[str, float] = {}  # message body -> arrival time
+        self._runner: web.AppRunner | None = None
+
+    def registration(self, path: Path) -> Path:
+        path.write_text(json.dumps({
+            "id": "floor", "url": f"http://127.0.0.1:{self.port}", "as_token": self.as_token,
+            "hs_token": self.hs_token, "sender_localpart": "floorbot", "rate_limited": False,
+            "namespaces": {"users": [{"exclusive": True, "regex": "@floor_.*:localhost"}],
+                           "aliases": [], "rooms": [{"exclusive": False, "regex": ".*"}]},
+        }))
+        return path
+
+    async def _txn(self, request: web.Request) -> web.Response:
+        now = time.perf_counter()
+        body = await request.json()
+        for event in body.get("events", []):
+            text = event.get("content", {}).get("body")
+            if isinstance(text, str):
+                self.arrivals.setdefault(text, now)
+        return web.json_response({})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_put("/_matrix/app/v1/transactions/{txn}", self._txn)
+        app.router.add_put("/transactions/{txn}", self._txn)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+# -- an IRC client that time-stamps what it receives ------------------------------------------
+class TimedIrc:
+    def __init__(self, nick: str) -> None:
+        self.nick = nick
+        self.received: list[tuple[float, str]] = []
+        self._waiters: list[tuple[Callable[[str], bool], asyncio.Future[str]]] = []
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self, port: int) -> None:
+        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        self._task = asyncio.create_task(self._read())
+        self.send(f"NICK {self.nick}")
+        self.send(f"USER {self.nick} 0 * :{self.nick}")
+        await self.wait(lambda line: f" 001 {self.nick} " in line, 30)
+
+    def send(self, line: str) -> None:
+        assert self._writer is not None
+        self._writer.write(line.encode() + b"\r\n")
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        while True:
+            raw = await self._reader.readline()
+            if not raw:
+                return
+            now = time.perf_counter()
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if line.startswith("PING"):
+                self.send("PONG" + line[4:])
+                continue
+            self.received.append((now, line))
+            for waiter in list(self._waiters):
+                match, future = waiter
+                if not future.done() and match(line):
+                    future.set_result(line)
+                    self._waiters.remove(waiter)
+
+    async def wait(self, match: Callable[[str], bool], timeout: float) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters.append((match, future))
+        return await asyncio.wait_for(future, timeout)
+
+    async def join(self, channel: str) -> None:
+        self.send(f"JOIN {channel}")
+        await self.wait(lambda line: f" 366 {self.nick} {channel} " in line, 30)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._task is not None:
+            self._task.cancel()
+
+
+# -- Matrix clients ----------------------------------------------------------------------------
+class MatrixUser:
+    def __init__(self, base: str, user_id: str, token: str, http: aiohttp.ClientSession) -> None:
+        self.base, self.user_id, self.token, self.http = base, user_id, token, http
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.arrivals: dict[str, tuple[float, str]] = {}  # body -> (time seen, sender)
+        self._since: str | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+
+    async def call(self, method: str, path: str, body: Any = None, **params: str) -> Any:
+        url = f"{self.base}/_matrix/client/v3{path}"
+        async with self.http.request(method, url, json=body, params=params or None, headers=self.headers) as r:
+            data = await r.json(content_type=None)
+            if r.status >= 400:
+                raise RuntimeError(f"{method} {path}: {r.status} {data}")
+            return data
+
+    async def join(self, room: str) -> str:
+        return (await self.call("POST", f"/join/{quote(room, safe='')}", {}))["room_id"]
+
+    async def send(self, room_id: str, body: str) -> None:
+        await self.call("PUT", f"/rooms/{quote(room_id)}/send/m.room.message/{uuid.uuid4().hex}",
+                        {"msgtype": "m.text", "body": body})
+
+    async def start_sync(self) -> None:
+        data = await self.call("GET", "/sync", timeout="0")
+        self._since = data["next_batch"]
+        self._sync_task = asyncio.create_task(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        while True:
+            data = await self.call("GET", "/sync", since=self._since or "", timeout="30000")
+            now = time.perf_counter()
+            self._since = data["next_batch"]
+            for room in data.get("rooms", {}).get("join", {}).values():
+                for event in room.get("timeline", {}).get("events", []):
+                    body = event.get("content", {}).get("body")
+                    if isinstance(body, str):
+                        self.arrivals.setdefault(body, (now, event.get("sender", "")))
+
+    async def wait_for(self, body: str, timeout: float) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if body in self.arrivals:
+                return self.arrivals[body][0]
+            await asyncio.sleep(0.001)
+        raise TimeoutError(f"{self.user_id} never saw {body!r}")
+
+    async def stop(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+
+
+@dataclass
+class Bench:
+    stack: LocalStack
+    floor: FloorAppService
+    http: aiohttp.ClientSession
+    _counter: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def user(self) -> MatrixUser:
+        self._counter += 1
+        name = f"bench{self._counter}{uuid.uuid4().hex[:4]}"
+        user_id, token = self.stack.synapse.register_user(name, "pw")
+        return MatrixUser(self.stack.synapse.url, user_id, token, self.http)
+
+
+@asynccontextmanager
+async def bench_stack(network_options: dict[str, Any] | None = None, workdir: Path | None = None) -> AsyncIterator[Bench]:
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="rapture-bench-"))
+    floor = FloorAppService()
+    await floor.start()
+    registration = floor.registration(workdir / "floor-registration.json")
+    stack = await asyncio.to_thread(
+        start_local_stack, workdir, permissions={DOMAIN: "admin"}, log_level="WARNING",
+        network_options=network_options or {}, extra_registrations=[registration],
+    )
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
+            yield Bench(stack, floor, http)
+    finally:
+        await asyncio.to_thread(stack.stop)
+        await floor.stop()
+
+
+def summary(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    return {
+        "n": len(ordered),
+        "p50": round(statistics.median(ordered), 2),
+        "p95": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 2),
+        "mean": round(statistics.fmean(ordered), 2),
+    }
+
+
+def print_result(result: dict[str, Any]) -> None:
+    print(json.dumps(result, indent=None, sort_keys=False))
