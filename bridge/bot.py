@@ -141,7 +141,7 @@ class BridgeBot:
     async def try_redact(self, room_id: str, event_id: str) -> bool:
         """Remove a message that holds a secret, if the bot may; True when it did."""
         try:
-            await self.intent.redact(room_id, event_id, reason="It contained a password")
+            await self.intent.redact(room_id, event_id, reason="It contained a secret")
             return True
         except Exception:
             return False

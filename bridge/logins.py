@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
-from typing import TYPE_CHECKING
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from sqlalchemy import select
 
 from connectors.api import ChatRef, LoginInfo, LoginState, NetworkClient, OutgoingMessage, SendError
@@ -17,6 +24,83 @@ if TYPE_CHECKING:
     from bridge.networks import NetworkRuntime
 
 log = logging.getLogger("rapture.logins")
+
+MAX_CERT_TEXT = 64 * 1024
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
+_KEY_KINDS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
+
+
+class ClientCertError(ValueError):
+    """The text is not a usable client certificate; the message says why, for the user."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCert:
+    """A checked client certificate: what is stored, and what users register with services."""
+
+    pem: str  # the certificate(s), then the key (PKCS#8, unencrypted), normalised
+    sha256: str  # lowercase hex of the DER certificate, as ircds and NickServ CERT ADD use it
+    sha512: str
+    subject: str
+    not_after: datetime.datetime
+
+
+def parse_client_cert(text: str) -> ClientCert:
+    """Find a PEM certificate and its unencrypted private key anywhere in `text` (as pasted
+    into a chat: line breaks and indentation may be lost) and check that they belong together."""
+    if len(text) > MAX_CERT_TEXT:
+        raise ClientCertError("That is too long for a certificate and its key.")
+    blocks = [(kind, body) for kind, body in _PEM_BLOCK.findall(text)]
+    if not blocks:
+        raise ClientCertError("No PEM certificate found (-----BEGIN CERTIFICATE----- ...).")
+    if any("ENCRYPTED" in kind or "Proc-Type" in body for kind, body in blocks):
+        raise ClientCertError("The private key is encrypted; paste it without a passphrase "
+                              "(e.g. `openssl pkey -in key.pem`).")
+    certs = [_pem(kind, body) for kind, body in blocks if kind == "CERTIFICATE"]
+    keys = [_pem(kind, body) for kind, body in blocks if kind in _KEY_KINDS]
+    if not certs:
+        raise ClientCertError("No PEM certificate found (-----BEGIN CERTIFICATE----- ...).")
+    if len(keys) != 1:
+        raise ClientCertError("Paste the certificate together with exactly one private key "
+                              "(-----BEGIN PRIVATE KEY----- ...).")
+    try:
+        chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in certs]
+    except ValueError:
+        raise ClientCertError("The certificate is not valid PEM.") from None
+    try:
+        key = serialization.load_pem_private_key(keys[0].encode(), password=None)
+    except TypeError:
+        raise ClientCertError("The private key is encrypted; paste it without a passphrase.") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ClientCertError("The private key is not valid PEM.") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+                      | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        raise ClientCertError("Only RSA, EC and Ed25519/Ed448 keys can be used for TLS.")
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    leaf = chain[0]
+    try:
+        leaf_public = leaf.public_key().public_bytes(*spki)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ClientCertError("The certificate's key type is not supported.") from None
+    if key.public_key().public_bytes(*spki) != leaf_public:
+        raise ClientCertError("The private key does not belong to the (first) certificate.")
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    cert_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain)
+    return ClientCert(
+        pem=cert_pem + key_pem,
+        sha256=leaf.fingerprint(hashes.SHA256()).hex(),
+        sha512=leaf.fingerprint(hashes.SHA512()).hex(),
+        subject=leaf.subject.rfc4514_string(),
+        not_after=leaf.not_valid_after_utc,
+    )
+
+
+def _pem(kind: str, body: str) -> str:
+    """A PEM block rebuilt from its base64 with any whitespace (or none) inside."""
+    data = "".join(body.split())
+    lines = [data[i:i + 64] for i in range(0, len(data), 64)]
+    return f"-----BEGIN {kind}-----\n" + "".join(f"{line}\n" for line in lines) + f"-----END {kind}-----\n"
 
 
 class LoginManager:
@@ -69,9 +153,11 @@ class LoginManager:
         channels = self._channels.setdefault(mxid, set((row.meta or {}).get("channels", [])))
         displayname = await self._displayname(mxid)
         localpart = mxid[1:].split(":", 1)[0]
+        credentials = self._credentials(row)
         client = self.runtime.connector.make_client(LoginInfo(
             mxid=mxid, localpart=localpart, displayname=displayname, nick=row.nick,
-            username=row.username, password=self._password(row),
+            username=row.username, password=credentials.get("password"),
+            client_cert=credentials.get("client_cert"),
         ))
         self.clients[mxid] = client
         for chat_id in channels:
@@ -82,14 +168,15 @@ class LoginManager:
     def _context(self, mxid: str) -> str:
         return f"{mxid}\0{self.network}"
 
-    def _password(self, row: Login) -> str | None:
+    def _credentials(self, row: Login) -> dict[str, Any]:
+        """The sealed credentials: {"password": ..., "client_cert": PEM}, each optional."""
         if not row.credentials:
-            return None
+            return {}
         try:
-            return self.bridge.secret_box().open(row.credentials, context=self._context(row.mxid)).get("password")
+            return self.bridge.secret_box().open(row.credentials, context=self._context(row.mxid))
         except SecretsError as exc:
-            log.warning("cannot read the stored password of %s on %s: %s", row.mxid, self.network, exc)
-            return None
+            log.warning("cannot read the stored credentials of %s on %s: %s", row.mxid, self.network, exc)
+            return {}
 
     async def _update_row(self, mxid: str, **values: object) -> None:
         await self._load_row(mxid)
@@ -100,13 +187,31 @@ class LoginManager:
             for key, value in values.items():
                 setattr(row, key, value)
 
-    async def store_password(self, mxid: str, password: str | None) -> None:
-        """Encrypt and keep (or with None, forget) the user's password for this network."""
-        sealed = None
-        if password is not None:
-            sealed = self.bridge.secret_box().seal({"password": password}, context=self._context(mxid))
-        await self._update_row(mxid, credentials=sealed)
+    async def store_password(self, mxid: str, password: str | None) -> bool:
+        """Encrypt and keep (or with None, forget) the user's password for this network.
+
+        A stored client certificate stays. True if a password was stored before."""
+        return await self._store_credential(mxid, "password", password)
+
+    async def store_client_cert(self, mxid: str, pem: str | None) -> bool:
+        """Encrypt and keep (or with None, forget) the user's client certificate and key (PEM,
+        checked by `parse_client_cert`). A stored password stays. True if one was stored before."""
+        return await self._store_credential(mxid, "client_cert", pem)
+
+    async def _store_credential(self, mxid: str, name: str, value: str | None) -> bool:
+        await self._load_row(mxid)
+        async with self.bridge.sessions() as session, session.begin():
+            row = (await session.execute(
+                select(Login).where(Login.mxid == mxid, Login.network == self.network)
+            )).scalar_one()
+            credentials = self._credentials(row)  # unreadable ones (a new key) are lost anyway
+            had = credentials.pop(name, None) is not None
+            if value is not None:
+                credentials[name] = value
+            row.credentials = (self.bridge.secret_box().seal(credentials, context=self._context(mxid))
+                               if credentials else None)
         await self.forget_client(mxid)  # the next connection uses the new credentials
+        return had
 
     async def set_username(self, mxid: str, username: str) -> None:
         await self._update_row(mxid, username=username)

@@ -202,6 +202,7 @@ class LoginInfo:
     nick: str | None = None  # the remote name chosen earlier, if any
     username: str | None = None  # account/user name the user set, if any
     password: str | None = None  # decrypted by the core just for this; never log or store it
+    client_cert: str | None = None  # PEM certificate + unencrypted key, decrypted likewise
 
 
 class ConnectorContext(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from mautrix.errors import MatrixError
@@ -9,6 +10,7 @@ from mautrix.errors import MatrixError
 from connectors.api import SendError
 
 from bridge.commands.registry import CommandContext, CommandRegistry, UsageError
+from bridge.logins import ClientCertError, parse_client_cert
 from bridge.permissions import Level
 
 if TYPE_CHECKING:
@@ -168,6 +170,47 @@ def register_network_commands(registry: CommandRegistry) -> None:
         runtime = _runtime(ctx, ctx.args[0])
         await runtime.logins.store_password(ctx.sender, None)
         await ctx.reply(f"Your password for {runtime.config.name} is forgotten.")
+
+    @registry.command("storecert", "store a client certificate and key (encrypted) to log in with "
+                      "(SASL EXTERNAL)", "<network> <PEM certificate and private key, pasted>")
+    async def _storecert(ctx: CommandContext) -> None:
+        # A private key is a secret even when the rest is refused: take it out of the room first.
+        redacted = "PRIVATE KEY" in ctx.raw_args and await ctx.bridge.bot.try_redact(ctx.room_id, ctx.event_id)
+        advice = "" if redacted or "PRIVATE KEY" not in ctx.raw_args else \
+            " You may want to delete your message that contains the private key."
+        parts = ctx.raw_args.split(None, 1)
+        if not parts:
+            raise UsageError()
+        runtime = _runtime(ctx, parts[0])
+        if len(parts) < 2:
+            raise UsageError("Paste your certificate and its unencrypted private key (PEM) after the "
+                             "network name, in the same message.")
+        try:
+            cert = parse_client_cert(parts[1])
+        except ClientCertError as exc:
+            raise UsageError(f"{exc}{advice}") from None
+        await runtime.logins.store_client_cert(ctx.sender, cert.pem)
+        net = runtime.config.name
+        expired = cert.not_after < datetime.now(timezone.utc)
+        date = f"{cert.not_after:%Y-%m-%d}"
+        validity = f"expired on {date}!" if expired else f"valid until {date}"
+        await ctx.reply(
+            f"Client certificate for {net} stored, encrypted ({cert.subject or 'no subject'}, {validity}).\n"
+            f"Its fingerprints, to register with the network's services "
+            f"(e.g. /msg NickServ CERT ADD <fingerprint>, while identified):\n"
+            f"SHA-256: {cert.sha256}\nSHA-512: {cert.sha512}\n"
+            f"Send 'reconnect {net}' to log in with it (SASL EXTERNAL).{advice}"
+        )
+
+    @registry.command("removecert", "forget your stored client certificate", "<network>")
+    async def _removecert(ctx: CommandContext) -> None:
+        if len(ctx.args) != 1:
+            raise UsageError()
+        runtime = _runtime(ctx, ctx.args[0])
+        if await runtime.logins.store_client_cert(ctx.sender, None):
+            await ctx.reply(f"Your client certificate for {runtime.config.name} is forgotten.")
+        else:
+            await ctx.reply(f"You have no client certificate stored for {runtime.config.name}.")
 
     @registry.command("reconnect", "reconnect to a network (or all), staying in your rooms", "[network]")
     async def _reconnect(ctx: CommandContext) -> None:

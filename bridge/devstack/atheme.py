@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,12 +208,14 @@ def start_atheme(
 
 
 def start_irc_with_services(
-    workdir: Path, *, port: int | None = None, sasl: bool = True
+    workdir: Path, *, port: int | None = None, sasl: bool = True, tls_port: int | None = None
 ) -> tuple[InspircdServer, AthemeServer]:
     """InspIRCd plus Atheme linked to it, ready once NickServ answers.
 
     With ``sasl=False`` InspIRCd runs without its sasl module, so ``CAP LS``
     does not offer ``sasl`` and clients must fall back to NickServ IDENTIFY.
+    With ``tls_port`` InspIRCd also has a TLS client port whose clients'
+    certificate fingerprints reach Atheme (``NickServ CERT``, SASL EXTERNAL).
     Stop both (Atheme first) when done.
     """
     _find_binary("atheme-services")  # fail before starting the ircd
@@ -226,6 +229,7 @@ def start_irc_with_services(
         services_name=services_name,
         extra_config=services_link_config(services_name=services_name, link_port=link_port, password=password),
         exclude_modules=() if sasl else ("sasl",),
+        tls_port=tls_port,
     )
     try:
         services = start_atheme(
@@ -262,6 +266,34 @@ def nickserv_register(port: int, account: str, password: str) -> None:
                     continue
                 raise RuntimeError(f"NickServ refused to register {account!r}: {text}")
         raise RuntimeError(f"no answer from NickServ to REGISTER {account!r}")
+
+
+def nickserv_cert_add(port: int, account: str, password: str, fingerprint: str) -> None:
+    """Log in to ``account`` (NickServ IDENTIFY) and add a certificate fingerprint to it.
+
+    Blocking (about a second). ``fingerprint`` is hex as the ircd computes it (SHA-256 of
+    the DER certificate here). Raises ``RuntimeError`` with NickServ's answer on refusal.
+    """
+    if any(c.isspace() for c in password + fingerprint) or not fingerprint:
+        raise ValueError("the password and fingerprint cannot be empty or contain whitespace")
+    with _RawClient(port, "cert" + secrets.token_hex(3)) as client:
+        client.send(f"PRIVMSG NickServ :IDENTIFY {account} {password}")
+        _nickserv_answer(client, lambda command, text: command == "900", f"IDENTIFY {account}")
+        client.send(f"PRIVMSG NickServ :CERT ADD {fingerprint}")
+        _nickserv_answer(client, lambda command, text: text.startswith("Added fingerprint"), "CERT ADD")
+
+
+def _nickserv_answer(client: _RawClient, done: Callable[[str, str], bool], what: str) -> None:
+    """Read until ``done(command, notice text)``; a NickServ notice that is not it is a refusal."""
+    for _ in range(1000):  # and bounded by the client's deadline
+        prefix, command, params = client.read_message()
+        from_nickserv = command == "NOTICE" and prefix.split("!")[0].lower() == "nickserv"
+        text = params[-1].replace("\x02", "") if from_nickserv else ""
+        if done(command, text):
+            return
+        if from_nickserv and not text.startswith(("You are now identified", "This nickname is registered")):
+            raise RuntimeError(f"NickServ refused {what}: {text}")
+    raise RuntimeError(f"no answer from NickServ to {what}")
 
 
 def account_of(port: int, nick: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import resource
 import secrets
@@ -12,6 +13,11 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from . import ServerUnavailable
 from .ports import free_port
@@ -31,7 +37,8 @@ WANTED_NOFILE = 65536
 # uses (IRCv3 caps, SASL and services, server linking for netsplit tests) and
 # what Atheme's protocol/inspircd expects (svshold, chg*, servprotect, mlock,
 # topiclock). Deliberately absent: ident and conn_waitpong (slow down every
-# registration), ircv3_sts and TLS (plain loopback), cloaking (stable hosts).
+# registration), ircv3_sts and TLS (plain loopback; TLS_MODULES join them only
+# for a ``tls_port``), cloaking (stable hosts).
 MODULES = (
     "cap",
     "ircv3",  # account-notify, away-notify, extended-join
@@ -84,6 +91,10 @@ class InspircdServer:
     # that need KILL, SA* or SQUIT.
     oper_name: str = "rapture"
     oper_password: str = field(default="", repr=False)
+    # A TLS client port (``start_inspircd(tls_port=...)``), or None. Its certificate is
+    # self-signed (``tls_cert_path``); clients' certificate fingerprints (SHA-256) go to
+    # services, for NickServ CERT and SASL EXTERNAL.
+    tls_port: int | None = None
 
     @property
     def host(self) -> str:
@@ -96,6 +107,10 @@ class InspircdServer:
     @property
     def log_paths(self) -> list[Path]:
         return [self.workdir / "inspircd.out", self.workdir / "ircd.log"]
+
+    @property
+    def tls_cert_path(self) -> Path:
+        return self.workdir / "tls-cert.pem"
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -116,6 +131,7 @@ def start_inspircd(
     services_name: str = "services.rapture.test",
     extra_config: str = "",
     exclude_modules: Collection[str] = (),
+    tls_port: int | None = None,
 ) -> InspircdServer:
     """Write a config into ``workdir`` and start InspIRCd in the foreground.
 
@@ -124,6 +140,9 @@ def start_inspircd(
     ``<bind type="servers">``, ``<autoconnect>`` for multi-server tests).
     ``exclude_modules`` leaves some of ``MODULES`` out, e.g. ``("sasl",)``
     for a server whose ``CAP LS`` does not offer ``sasl``.
+    ``tls_port`` adds a TLS client port (GnuTLS, a self-signed certificate made in
+    ``workdir``) that asks clients for a certificate and passes its SHA-256 fingerprint on
+    to services (``sslinfo``); without it there is no TLS at all, as before.
 
     Returns once a TCP client can complete registration (sees 001). Raises
     ``ServerUnavailable`` if the binary is missing and ``RuntimeError`` with
@@ -140,6 +159,9 @@ def start_inspircd(
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     oper_password = secrets.token_urlsafe(12)
+    tls_config = ""
+    if tls_port is not None:
+        tls_config = _tls_config(workdir, server_name, tls_port)
     config = render_config(
         workdir=workdir,
         port=port,
@@ -147,7 +169,7 @@ def start_inspircd(
         services_name=services_name,
         oper_password=oper_password,
         modules=[name for name in _available_modules() if name not in exclude_modules],
-        extra_config=extra_config,
+        extra_config=tls_config + extra_config,
     )
     (workdir / "motd.txt").write_text("Rapture test server. Anything goes.\n")
     config_path = workdir / "inspircd.conf"
@@ -159,9 +181,64 @@ def start_inspircd(
         process=None,
         binary=binary_path,
         oper_password=oper_password,
+        tls_port=tls_port,
     )
     server.process = _launch(binary_path, config_path, workdir, port, server.log_paths)
     return server
+
+
+# Only with a TLS port; InspIRCd 3 on Debian ships GnuTLS (m_ssl_gnutls), not OpenSSL.
+TLS_MODULES = ("ssl_gnutls", "sslinfo")
+
+
+def _tls_config(workdir: Path, server_name: str, tls_port: int) -> str:
+    """Config lines for a TLS client port, and the self-signed certificate they name."""
+    missing = [name for name in TLS_MODULES if not _module_present(name)]
+    if missing:
+        raise ServerUnavailable(f"InspIRCd has no {', '.join(missing)} module for a TLS port")
+    cert_path, key_path = workdir / "tls-cert.pem", workdir / "tls-key.pem"
+    cert_pem, key_pem = self_signed_certificate(server_name)
+    cert_path.write_bytes(cert_pem)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key_pem)
+    modules = "\n".join(f'<module name="{name}">' for name in TLS_MODULES)
+    return f"""# TLS client port (tls_port): a self-signed certificate; clients are asked for
+# theirs, and its SHA-256 fingerprint goes to services (NickServ CERT, SASL EXTERNAL).
+{modules}
+<sslprofile name="clients" provider="gnutls" certfile="{cert_path}" keyfile="{key_path}"
+            hash="sha256" requestclientcert="yes" priority="NORMAL">
+<sslinfo operonly="no">
+<bind address="127.0.0.1" port="{tls_port}" type="clients" ssl="clients">
+"""
+
+
+def self_signed_certificate(common_name: str) -> tuple[bytes, bytes]:
+    """A fresh EC P-256 key and a self-signed certificate for it, both PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _module_present(name: str) -> bool:
+    dirs = [d for d in MODULE_DIRS if d.is_dir()]
+    # Unknown layout (a source build): let InspIRCd report a missing module.
+    return not dirs or any((d / f"m_{name}.so").exists() for d in dirs)
 
 
 def _find_binary(binary: str) -> str:

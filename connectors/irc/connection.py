@@ -8,7 +8,9 @@ What this adds to the library, and why:
 - reconnects with exponential backoff and jitter, bounded by a limiter shared by all
   connections of a network (no reconnect storm after a netsplit or a server restart);
 - channels are remembered and rejoined after every reconnect;
-- nick collisions (433) during registration try variants.
+- nick collisions (433) during registration try variants;
+- services login during CAP: SASL EXTERNAL with a client certificate presented over TLS,
+  else (or when that is refused) SASL PLAIN; NickServ IDENTIFY where SASL is not offered.
 Invalid UTF-8 from the server is decoded leniently (latin-1 fallback), never fatal.
 """
 
@@ -32,6 +34,7 @@ from jaraco.stream.buffer import LenientDecodingLineBuffer
 from connectors.irc.flood import URGENT, ConnectionGone, FloodControl
 from connectors.irc.lines import clean_line
 from connectors.irc.nicks import DEFAULT_NICK_LENGTH, casefold, nick_variants
+from connectors.irc.tls import tls_context
 
 log = logging.getLogger("rapture.irc")
 
@@ -94,6 +97,8 @@ class ConnectionSettings:
     reconnect_delay: float = 1.0  # first wait after a failed attempt; doubles each time
     account: str | None = None  # services account (SASL authcid / NickServ name)
     account_password: str | None = None  # when set: SASL PLAIN if offered, else NickServ
+    tls_verify: bool = True  # check the server's certificate and host name
+    client_cert: str | None = None  # PEM certificate + key: shown over TLS, for SASL EXTERNAL
 
 
 @dataclass
@@ -133,6 +138,11 @@ class IRCConnection:
     _attempt: int = 0
     _registered_event: asyncio.Event = field(default_factory=asyncio.Event)
     _sasl_busy: bool = False
+    _sasl_mech: str = ""  # the mechanism being tried
+    _sasl_next: list[str] = field(default_factory=list)  # to try if the current one fails
+    _sasl_offered: frozenset[str] | None = None  # `sasl=PLAIN,EXTERNAL`; None: no list given
+    _tls: ssl.SSLContext | None = None
+    _cert_ready: bool = False  # the client certificate is loaded into `_tls`
     wanted_nick: str = ""
     authenticated: bool = False  # logged in to services, by SASL or NickServ
 
@@ -197,7 +207,7 @@ class IRCConnection:
         self._registered_event.clear()
         self._nick_tries = nick_variants(self.wanted_nick, self.nick_length)
         self.nick = self.wanted_nick
-        factory = AioFactory(ssl=ssl.create_default_context()) if s.tls else AioFactory()
+        factory = AioFactory(ssl=self._tls_context()) if s.tls else AioFactory()
         try:
             await asyncio.wait_for(
                 self._conn.open(s.host, s.port, self.nick, s.username, s.realname, s.password, factory),
@@ -216,6 +226,19 @@ class IRCConnection:
         self._close_transport()
         return False
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """Built once per connection (the certificate is read once), reused by reconnects."""
+        if self._tls is None:
+            s = self.settings
+            try:
+                self._tls = tls_context(verify=s.tls_verify, client_cert=s.client_cert)
+                self._cert_ready = bool(s.client_cert)
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                log.warning("%s: the client certificate cannot be used: %s", self.nick, exc)
+                self.on_state(self, "auth_failed", f"the stored client certificate cannot be used ({exc})")
+                self._tls = tls_context(verify=s.tls_verify)
+        return self._tls
+
     def _write(self, line: str) -> None:
         conn = self._conn
         if conn is None or conn.transport is None or conn.transport.is_closing():
@@ -232,6 +255,8 @@ class IRCConnection:
         self.registered = False
         self.authenticated = False
         self._sasl_busy = False
+        self._sasl_next = []
+        self._sasl_offered = None
         self.caps.clear()
         self._offered.clear()
         self.joined.clear()
@@ -309,9 +334,13 @@ class IRCConnection:
             more = len(args) > 2 and args[1] == "*"
             offered = args[-1].split()
             self._offered |= {cap.split("=", 1)[0] for cap in offered}
+            for cap in offered:
+                name, _, value = cap.partition("=")
+                if name == "sasl":
+                    self._sasl_offered = frozenset(m.upper() for m in value.split(",") if m) or None
             if more:
                 return
-            want_caps = WANTED_CAPS | ({"sasl"} if self._has_credentials() else set())
+            want_caps = WANTED_CAPS | ({"sasl"} if self._sasl_plan() else set())
             wanted = sorted(want_caps & self._offered - self.caps)
             if wanted:
                 self._urgent(f"CAP REQ :{' '.join(wanted)}")
@@ -320,9 +349,11 @@ class IRCConnection:
         elif sub == "ACK":
             acked = {c for c in args[-1].split() if not c.startswith("-")}
             self.caps |= acked
-            if "sasl" in acked and self._has_credentials() and not self.registered:
+            plan = self._sasl_plan()
+            if "sasl" in acked and plan and not self.registered:
                 self._sasl_busy = True
-                self._urgent("AUTHENTICATE PLAIN")
+                self._sasl_next = plan
+                self._next_sasl()
             elif not self.registered:
                 self._urgent("CAP END")
         elif sub == "NAK":
@@ -331,13 +362,30 @@ class IRCConnection:
         elif sub == "DEL":
             self.caps -= set(args[-1].split())
 
-    # -- services login: SASL PLAIN during CAP, else NickServ after registration ----------------
-    def _has_credentials(self) -> bool:
+    # -- services login: SASL (EXTERNAL, PLAIN) during CAP, else NickServ after registration -----
+    def _has_password(self) -> bool:
         return bool(self.settings.account_password)
+
+    def _sasl_plan(self) -> list[str]:
+        """The mechanisms to try, in order: EXTERNAL with a certificate shown, then PLAIN."""
+        offered = self._sasl_offered
+        plan = []
+        if self._cert_ready and self.settings.tls and (offered is None or "EXTERNAL" in offered):
+            plan.append("EXTERNAL")
+        if self._has_password() and (offered is None or "PLAIN" in offered):
+            plan.append("PLAIN")
+        return plan
+
+    def _next_sasl(self) -> None:
+        self._sasl_mech = self._sasl_next.pop(0)
+        self._urgent(f"AUTHENTICATE {self._sasl_mech}")
 
     def _on_authenticate(self, event: Event) -> None:
         challenge = event.target or (event.arguments[0] if event.arguments else "")
         if not self._sasl_busy or challenge != "+":
+            return
+        if self._sasl_mech == "EXTERNAL":
+            self._urgent("AUTHENTICATE +")  # the identity is the certificate's (and its account's)
             return
         account = self.settings.account or self.wanted_nick
         password = self.settings.account_password or ""
@@ -351,11 +399,20 @@ class IRCConnection:
     def _on_sasl_done(self, event: Event) -> None:
         if not self._sasl_busy:
             return
-        self._sasl_busy = False
-        if event.type == "saslsuccess":
-            self.authenticated = True
-        else:
+        failed = event.type != "saslsuccess"
+        if failed and self._sasl_mech == "EXTERNAL":
+            then = "; trying the stored password" if self._sasl_next else ""
+            self.on_state(self, "auth_failed",
+                          f"the network refused the stored client certificate (SASL EXTERNAL){then}")
+        elif failed:
             self.on_state(self, "auth_failed", "the network refused the stored password (SASL)")
+        if failed and event.type == "saslfail" and self._sasl_next and not self.registered:
+            self._next_sasl()  # still in CAP negotiation: the next mechanism may do
+            return
+        self._sasl_busy = False
+        self._sasl_next = []
+        if not failed:
+            self.authenticated = True
         if not self.registered:
             self._urgent("CAP END")
 
@@ -363,7 +420,7 @@ class IRCConnection:
         self.authenticated = True
 
     def _identify_with_nickserv(self) -> None:
-        if self._has_credentials() and not self.authenticated and "sasl" not in self.caps:
+        if self._has_password() and not self.authenticated and "sasl" not in self.caps:
             account = self.settings.account or self.wanted_nick
             self.send(f"PRIVMSG NickServ :IDENTIFY {account} {clean_line(self.settings.account_password or '')}")
 

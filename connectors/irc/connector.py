@@ -75,6 +75,8 @@ class IRCConnector(NetworkConnector):
             ConfigKey(path="host", kind=str, required=True, check=_host, doc="IRC server host name"),
             ConfigKey(path="port", kind=int, default=6667, check=_port, doc="IRC server port"),
             ConfigKey(path="tls", kind=bool, default=False, doc="connect with TLS"),
+            ConfigKey(path="tls_verify", kind=bool, default=True,
+                      doc="check the server's TLS certificate and host name (off: self-signed test servers)"),
             ConfigKey(path="password", kind=str, default=None, doc="server password (PASS), if any"),
             ConfigKey(path="nick_template", kind=str, default="{localpart}[m]", check=_nick_template,
                       doc="nick of a Matrix user's puppet; {localpart} and {displayname}"),
@@ -129,12 +131,13 @@ class IRCConnector(NetworkConnector):
                 del self._puppet_nicks[nick]
 
     def settings_for(self, username: str, realname: str, *, account: str | None = None,
-                     password: str | None = None) -> ConnectionSettings:
+                     password: str | None = None, client_cert: str | None = None) -> ConnectionSettings:
         o = self.options
         ident = "".join(c for c in username.lower() if c.isalnum())[:10] or "matrix"
         return ConnectionSettings(
-            account=account, account_password=password,
+            account=account, account_password=password, client_cert=client_cert,
             host=o["host"], port=int(o.get("port") or 6667), tls=bool(o.get("tls")),
+            tls_verify=o.get("tls_verify") is not False,
             username=ident, realname=realname or username, password=o.get("password"),
             burst=int(o.get("flood_burst") or 10),
             rate=float(o.get("flood_rate") if o.get("flood_rate") is not None else 2.0),

@@ -51,7 +51,8 @@ class IRCPuppet(NetworkClient):
         self._whois: dict[str, tuple[list[str], asyncio.Future[list[str]]]] = {}
         self.conn = IRCConnection(
             settings=connector.settings_for(login.username or login.localpart, login.displayname,
-                                            account=login.username, password=login.password),
+                                            account=login.username, password=login.password,
+                                            client_cert=login.client_cert),
             nick=nick,
             reactor=connector.reactor,
             limiter=connector.limiter,
@@ -68,6 +69,10 @@ class IRCPuppet(NetworkClient):
         return self.conn.connected
 
     async def connect(self) -> None:
+        if self.conn.settings.client_cert and not self.conn.settings.tls and self.connector.ctx is not None:
+            self.connector.ctx.notify_user(
+                self.mxid, f"{self.connector.network}: your client certificate is not used: the bridge "
+                "does not connect to this network with TLS.")
         self.conn.start()
 
     async def disconnect(self, reason: str = "") -> None:
