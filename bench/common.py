@@ -194,15 +194,33 @@ class Bench:
         return MatrixUser(self.stack.synapse.url, user_id, token, self.http)
 
 
+async def _postgres(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 @asynccontextmanager
-async def bench_stack(network_options: dict[str, Any] | None = None, workdir: Path | None = None) -> AsyncIterator[Bench]:
+async def bench_stack(network_options: dict[str, Any] | None = None, workdir: Path | None = None,
+                      synapse_on_postgres: bool = False) -> AsyncIterator[Bench]:
+    """A fresh stack; Synapse on PostgreSQL (as in production) when asked, else on SQLite."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="rapture-bench-"))
     floor = FloorAppService()
     await floor.start()
     registration = floor.registration(workdir / "floor-registration.json")
+    database = None
+    if synapse_on_postgres:
+        database = f"synapse_bench_{uuid.uuid4().hex[:8]}"
+        await _postgres(f"CREATE DATABASE {database} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
+                        "TEMPLATE template0")
     stack = await asyncio.to_thread(
         start_local_stack, workdir, permissions={DOMAIN: "admin"}, log_level="WARNING",
         network_options=network_options or {}, extra_registrations=[registration],
+        synapse_postgres_database=database,
     )
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
@@ -210,6 +228,8 @@ async def bench_stack(network_options: dict[str, Any] | None = None, workdir: Pa
     finally:
         await asyncio.to_thread(stack.stop)
         await floor.stop()
+        if database:
+            await _postgres(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 def summary(samples_ms: list[float]) -> dict[str, float]:

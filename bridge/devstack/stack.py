@@ -60,6 +60,7 @@ def start_local_stack(
     extra_networks: dict[str, dict[str, object]] | None = None,
     provisioning_secret: str | None = None,
     extra_registrations: Sequence[Path] = (),
+    synapse_postgres_database: str | None = None,
 ) -> LocalStack:
     """Start (or reuse `inspircd`), then Synapse with the bridge registered, then the bridge.
 
@@ -102,6 +103,7 @@ def start_local_stack(
         synapse = start_synapse(
             workdir / "synapse", server_name=domain, port=hs_port,
             app_service_config_files=[registration_path, *extra_registrations], python=python,
+            postgres_database=synapse_postgres_database,
         )
     except BaseException:
         stop_own_ircd()

@@ -115,8 +115,13 @@ def start_synapse(
     app_service_config_files: Sequence[Path] = (),
     python: str = sys.executable,
     log_level: str = "WARNING",
+    postgres_database: str | None = None,
 ) -> SynapseServer:
     """Write a config into ``workdir`` and start Synapse; return once it answers HTTP.
+
+    With ``postgres_database`` (an existing, empty database with C collation on the local
+    PostgreSQL, user ``postgres``) Synapse uses PostgreSQL instead of SQLite, as production
+    homeservers do; benchmarks use it, since SQLite serialises every write.
 
     Reusing a ``workdir`` keeps the database, signing key and secrets (handy
     for ``rapture demo``); the config itself is rewritten every time because
@@ -148,6 +153,11 @@ def start_synapse(
         secret_values=secret_values,
         app_service_config_files=[str(Path(p).resolve()) for p in app_service_config_files],
     )
+    if postgres_database:
+        config["database"] = {"name": "psycopg2", "args": {
+            "user": "postgres", "host": "127.0.0.1", "port": 5432, "database": postgres_database,
+            "cp_min": 5, "cp_max": 10,
+        }}
     _write_json_yaml(config_path, config)
 
     process = _launch(workdir, config_path, log_path, port, python)

@@ -1,0 +1,205 @@
+"""Throughput through the bridge, with loss, duplicates and order checked line by line.
+
+1. IRC -> Matrix, one portal: one IRC user sends N lines back to back; a Matrix client's
+   /sync collects the ghost's events. Beside it, the floor: a Matrix client sending N
+   messages sequentially (each send awaited, as a bridge must to keep order).
+2. IRC -> Matrix, P portals at once: P IRC users, one per channel, N lines each.
+3. Matrix -> IRC with flood control off: U Matrix users send N/U messages each, concurrently;
+   one IRC client counts what arrives from every puppet.
+
+Usage: python -m bench.throughput [--lines 1000] [--portals 10] [--users 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+from bench.common import Bench, MatrixUser, TimedIrc, bench_stack, print_result
+
+IDLE_GIVE_UP = 20.0  # seconds without progress before counting the rest as lost
+
+
+def check(expected: list[str], got: list[str]) -> dict:
+    """Delivered / lost / doubled / out of order, comparing two sequences of unique lines."""
+    seen: dict[str, int] = {}
+    for line in got:
+        seen[line] = seen.get(line, 0) + 1
+    delivered = [line for line in got if line in set(expected)]
+    first_seen = list(dict.fromkeys(delivered))
+    positions = {line: i for i, line in enumerate(expected)}
+    out_of_order = sum(1 for a, b in zip(first_seen, first_seen[1:]) if positions[a] > positions[b])
+    return {
+        "sent": len(expected),
+        "delivered": len(first_seen),
+        "lost": len(set(expected) - set(first_seen)),
+        "doubled": sum(count - 1 for count in seen.values() if count > 1),
+        "out_of_order": out_of_order,
+    }
+
+
+async def _collect(observer: MatrixUser, prefix: str, want: int) -> list[tuple[float, str]]:
+    """Bodies starting with `prefix`, in the order /sync delivered them, until `want` or idle."""
+    last_count, last_change = 0, time.perf_counter()
+    while True:
+        got = [(t, body) for body, (t, _sender) in observer.arrivals.items() if body.startswith(prefix)]
+        if len(got) >= want:
+            break
+        if len(got) != last_count:
+            last_count, last_change = len(got), time.perf_counter()
+        elif time.perf_counter() - last_change > IDLE_GIVE_UP:
+            break
+        await asyncio.sleep(0.05)
+    return sorted(got)
+
+
+async def irc_to_matrix(bench: Bench, portals: int, lines: int) -> dict:
+    observer = bench.user()
+    senders: list[tuple[TimedIrc, str, str]] = []
+    for p in range(portals):
+        channel = f"#tp{uuid.uuid4().hex[:6]}"
+        irc = TimedIrc(f"tp{uuid.uuid4().hex[:6]}")
+        await irc.connect(bench.stack.inspircd.port)
+        await irc.join(channel)
+        room = await observer.join(f"#local_{channel}:localhost")
+        senders.append((irc, channel, room))
+    await observer.start_sync()
+    await asyncio.sleep(2)  # ghosts of the senders join first
+    run = uuid.uuid4().hex[:6]
+    expected = {irc.nick: [f"{run} {irc.nick} {n}" for n in range(lines)] for irc, _, _ in senders}
+    t0 = time.perf_counter()
+    for irc, channel, _ in senders:
+        for text in expected[irc.nick]:
+            irc.send(f"PRIVMSG {channel} :{text}")
+    got = await _collect(observer, run, portals * lines)
+    elapsed = (got[-1][0] - t0) if got else float("nan")
+    per_portal = [check(expected[irc.nick], [b for _, b in got if b.split(" ")[1] == irc.nick])
+                  for irc, _, _ in senders]
+    await observer.stop()
+    for irc, _, _ in senders:
+        await irc.close()
+    totals = {k: sum(p[k] for p in per_portal) for k in per_portal[0]}
+    return {**totals, "seconds": round(elapsed, 2), "lines_per_second": round(totals["delivered"] / elapsed, 1)}
+
+
+async def matrix_client_floor(bench: Bench, lines: int) -> dict:
+    alice, observer = bench.user(), bench.user()
+    room = (await alice.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+    await observer.join(room)
+    await observer.start_sync()
+    run = uuid.uuid4().hex[:6]
+    t0 = time.perf_counter()
+    for n in range(lines):
+        await alice.send(room, f"{run} floor {n}")
+    got = await _collect(observer, run, lines)
+    await observer.stop()
+    elapsed = got[-1][0] - t0
+    return {"delivered": len(got), "seconds": round(elapsed, 2), "lines_per_second": round(len(got) / elapsed, 1)}
+
+
+async def matrix_clients_parallel_floor(bench: Bench, rooms: int, lines: int) -> dict:
+    """The homeserver's own ceiling: `rooms` clients, one room each, sending at once."""
+    observer = bench.user()
+    senders = []
+    for _ in range(rooms):
+        sender = bench.user()
+        room = (await sender.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+        await observer.join(room)
+        senders.append((sender, room))
+    await observer.start_sync()
+    run = uuid.uuid4().hex[:6]
+
+    async def talk(sender: MatrixUser, room: str, index: int) -> None:
+        for n in range(lines):
+            await sender.send(room, f"{run} {index} {n}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(talk(s, r, i) for i, (s, r) in enumerate(senders)))
+    got = await _collect(observer, run, rooms * lines)
+    await observer.stop()
+    elapsed = got[-1][0] - t0
+    return {"delivered": len(got), "seconds": round(elapsed, 2), "lines_per_second": round(len(got) / elapsed, 1)}
+
+
+async def matrix_to_irc(bench: Bench, users: int, lines: int) -> dict:
+    channel = f"#tm{uuid.uuid4().hex[:6]}"
+    irc = TimedIrc(f"tm{uuid.uuid4().hex[:6]}")
+    await irc.connect(bench.stack.inspircd.port)
+    await irc.join(channel)
+    people = [bench.user() for _ in range(users)]
+    room = await people[0].join(f"#local_{channel}:localhost")
+    for person in people[1:]:
+        await person.join(room)
+    puppets = {p.user_id: f"{p.user_id[1:].split(':')[0]}[m]" for p in people}
+    for nick in puppets.values():
+        await irc.wait(lambda line, n=nick: line.startswith(f":{n}!") and " JOIN " in line, 60)
+    run = uuid.uuid4().hex[:6]
+    each = lines // users
+    expected = {puppets[p.user_id]: [f"{run} {n}" for n in range(each)] for p in people}
+
+    async def talk(person: MatrixUser) -> None:
+        for text in expected[puppets[person.user_id]]:
+            await person.send(room, text)
+
+    start = len(irc.received)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(talk(p) for p in people))
+    last_count, last_change = 0, time.perf_counter()
+    while True:
+        lines_in = [ln for _, ln in irc.received[start:] if f" PRIVMSG {channel} :{run} " in ln]
+        if len(lines_in) >= users * each:
+            break
+        if len(lines_in) != last_count:
+            last_count, last_change = len(lines_in), time.perf_counter()
+        elif time.perf_counter() - last_change > IDLE_GIVE_UP:
+            break
+        await asyncio.sleep(0.05)
+    stamps = [t for t, ln in irc.received[start:] if f" PRIVMSG {channel} :{run} " in ln]
+    elapsed = (stamps[-1] - t0) if stamps else float("nan")
+    results = []
+    for nick, texts in expected.items():
+        got = [ln.split(" :", 1)[1] for _, ln in irc.received[start:] if ln.startswith(f":{nick}!")
+               and f" PRIVMSG {channel} :" in ln]
+        results.append(check(texts, got))
+    await irc.close()
+    totals = {k: sum(r[k] for r in results) for k in results[0]}
+    return {**totals, "seconds": round(elapsed, 2), "lines_per_second": round(totals["delivered"] / elapsed, 1)}
+
+
+async def run(lines: int, portals: int, users: int, postgres: bool) -> dict:
+    async with bench_stack(network_options={"flood_rate": 0}, synapse_on_postgres=postgres) as bench:
+        floor = await matrix_client_floor(bench, lines)
+        one = await irc_to_matrix(bench, 1, lines)
+        many = await irc_to_matrix(bench, portals, lines)
+        parallel_floor = await matrix_clients_parallel_floor(bench, portals, lines)
+        m2i = await matrix_to_irc(bench, users, lines)
+    return {
+        "benchmark": "throughput",
+        "synapse_database": "postgresql" if postgres else "sqlite",
+        "matrix_client_sequential_floor": floor,
+        "irc_to_matrix_one_portal": one,
+        "irc_to_matrix_one_portal_vs_floor": round(one["lines_per_second"] / floor["lines_per_second"], 2),
+        f"irc_to_matrix_{portals}_portals": many,
+        f"irc_to_matrix_{portals}_portals_vs_one": round(many["lines_per_second"] / one["lines_per_second"], 2),
+        f"matrix_clients_{portals}_rooms_parallel_floor": parallel_floor,
+        f"irc_to_matrix_{portals}_portals_vs_parallel_floor": round(
+            many["lines_per_second"] / parallel_floor["lines_per_second"], 2),
+        f"matrix_to_irc_{users}_users_flood_off": m2i,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lines", type=int, default=1000)
+    parser.add_argument("--portals", type=int, default=10)
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--synapse-sqlite", action="store_true",
+                        help="Synapse on SQLite (default: PostgreSQL, as homeservers run in production)")
+    args = parser.parse_args()
+    print_result(asyncio.run(run(args.lines, args.portals, args.users, not args.synapse_sqlite)))
+
+
+if __name__ == "__main__":
+    main()
