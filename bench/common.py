@@ -218,7 +218,7 @@ async def bench_stack(network_options: dict[str, Any] | None = None, workdir: Pa
         await _postgres(f"CREATE DATABASE {database} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
                         "TEMPLATE template0")
     stack = await asyncio.to_thread(
-        start_local_stack, workdir, permissions={DOMAIN: "admin"}, log_level="WARNING",
+        start_local_stack, workdir, permissions={DOMAIN: "admin"}, log_level="INFO",
         network_options=network_options or {}, extra_registrations=[registration],
         synapse_postgres_database=database,
     )

@@ -128,6 +128,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _print_config_errors(exc)
     config = loaded.config
     setup_logging(config.log_level, secrets=(config.as_token, config.hs_token))
+    from bridge.limits import raise_open_file_limit
+
+    raise_open_file_limit()
     for warning in loaded.warnings:
         logging.getLogger("rapture.config").warning("%s", warning)
     return asyncio.run(_serve(config))

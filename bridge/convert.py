@@ -1,7 +1,8 @@
 """Matrix message content -> `OutgoingMessage`, the network-neutral form connectors send.
 
-Replies lose their fallback quote (the network gets `nick: text` instead), edits become the
-network's usual `* corrected text`, and media become a link the remote side can open.
+Replies lose their fallback quote (the network gets `nick: text` instead), edits carry the
+replaced event's id (`edit_of`) and their whole new text, and media become a link the remote
+side can open.
 """
 
 from __future__ import annotations
@@ -80,7 +81,5 @@ def to_outgoing(content: dict[str, Any], *, event_id: str, sender_name: str, hom
             text = f"{name}: {text}"
             if html:
                 html = f"{name}: {html}"
-    if is_edit:
-        text, html = f"* {text}", (f"* {html}" if html else None)
     return OutgoingMessage(kind=kind, text=text, html=html, mentions=mentions, event_id=event_id,
-                           sender_name=sender_name)
+                           sender_name=sender_name, edit_of=str(relates.get("event_id", "")) if is_edit else "")

@@ -120,11 +120,13 @@ class LoginManager:
         """Reconnect every login that was in a bridged channel when the bridge stopped."""
         async with self.bridge.sessions() as session:
             rows = (await session.execute(select(Login).where(Login.network == self.network))).scalars().all()
+        with_dms = {p.chat.receiver for p in self.bridge.portals.all()
+                    if p.network == self.network and p.chat.receiver}
         for row in rows:
             channels = set((row.meta or {}).get("channels", []))
-            if channels:
+            if (channels or row.mxid in with_dms) and row.mxid not in self.clients:
                 self._channels[row.mxid] = channels
-                await self.client_for(row.mxid)
+                await self._build(row)  # connects in the background, at the limiter's pace
 
     async def stop(self) -> None:
         for handle in self._idle.values():
@@ -149,9 +151,17 @@ class LoginManager:
         if client is not None:
             self._cancel_idle(mxid)
             return client
-        row = await self._load_row(mxid)
+        return await self._build(await self._load_row(mxid))
+
+    async def _build(self, row: Login) -> NetworkClient:
+        mxid = row.mxid
         channels = self._channels.setdefault(mxid, set((row.meta or {}).get("channels", [])))
-        displayname = await self._displayname(mxid)
+        # The display name only seeds the first nick and the IRC real name: ask the homeserver
+        # once, then keep it, so a restart with thousands of logins makes no such requests.
+        displayname = (row.meta or {}).get("displayname")
+        if displayname is None:
+            displayname = await self._displayname(mxid)
+            await self._update_row(mxid, meta={**(row.meta or {}), "displayname": displayname})
         localpart = mxid[1:].split(":", 1)[0]
         credentials = self._credentials(row)
         client = self.runtime.connector.make_client(LoginInfo(

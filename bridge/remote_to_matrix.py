@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from mautrix.appservice import IntentAPI
 from mautrix.errors import MatrixError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from mautrix.types import EventType, Format, MessageType, PowerLevelStateEventContent, TextMessageEventContent
 
 from connectors.api import (
     ChatKind,
+    RemoteEdit,
     RemoteEvent,
     RemoteJoin,
     RemoteLeave,
@@ -25,6 +29,7 @@ from connectors.api import (
     Role,
 )
 
+from bridge.db.models import Message
 from bridge.portals import PortalInfo
 
 if TYPE_CHECKING:
@@ -42,6 +47,9 @@ class RemoteToMatrix:
     async def handle(self, network: str, event: RemoteEvent) -> None:
         if isinstance(event, RemoteMessage):
             await self.message(network, event)
+            return
+        if isinstance(event, RemoteEdit):
+            await self.edit(network, event)
             return
         portal = self.bridge.portals.by_chat(network, event.chat)
         if portal is None:
@@ -78,6 +86,46 @@ class RemoteToMatrix:
         if event.html:
             content.format = Format.HTML
             content.formatted_body = event.html
+        event_id = await intent.send_message_event(portal.room_id, EventType.ROOM_MESSAGE, content,
+                                                   timestamp=event.timestamp_ms)
+        if event.remote_id and self.bridge.networks[network].connector.supports_edits:
+            await self._remember(portal, event.remote_id, event_id, intent.mxid, event.timestamp_ms)
+
+    async def _remember(self, portal: PortalInfo, remote_id: str, event_id: str, sender: str,
+                        timestamp_ms: int | None) -> None:
+        """Keep remote id -> event id, so a later correction can become a Matrix edit."""
+        try:
+            async with self.bridge.sessions() as session, session.begin():
+                session.add(Message(portal_id=portal.id, remote_id=remote_id[:255], part_id="",
+                                    event_id=event_id, sender=sender,
+                                    timestamp=timestamp_ms or int(time.time() * 1000)))
+        except IntegrityError:
+            log.debug("message %s is already mapped", remote_id)
+
+    async def _event_for(self, portal: PortalInfo, remote_id: str) -> str | None:
+        async with self.bridge.sessions() as session:
+            row = await session.execute(select(Message.event_id).where(
+                Message.portal_id == portal.id, Message.remote_id == remote_id[:255]))
+            return row.scalar_one_or_none()
+
+    async def edit(self, network: str, event: RemoteEdit) -> None:
+        """A correction: an `m.replace` of the original when we know it, else `* text`."""
+        portal = self.bridge.portals.by_chat(network, event.chat)
+        if portal is None:
+            return
+        intent = await self._ghost_in(network, portal, event.sender)
+        msgtype = MessageType(event.kind.value)
+        target = await self._event_for(portal, event.target_id)
+        body = f"* {event.text}"
+        content: dict[str, Any] = {"msgtype": msgtype.value, "body": body}
+        if event.html:
+            content.update(format="org.matrix.custom.html", formatted_body=f"* {event.html}")
+        if target is not None:
+            new_content: dict[str, Any] = {"msgtype": msgtype.value, "body": event.text}
+            if event.html:
+                new_content.update(format="org.matrix.custom.html", formatted_body=event.html)
+            content["m.new_content"] = new_content
+            content["m.relates_to"] = {"rel_type": "m.replace", "event_id": target}
         await intent.send_message_event(portal.room_id, EventType.ROOM_MESSAGE, content,
                                         timestamp=event.timestamp_ms)
 
@@ -124,6 +172,10 @@ class RemoteToMatrix:
         await bridge.ghosts.intent(mxid).leave_room(portal.room_id, reason=event.reason or None)
 
     async def rename(self, network: str, portal: PortalInfo, event: RemoteRename) -> None:
+        if event.old.id == event.new.id:
+            # The network keeps the user's identity (e.g. an XMPP real JID): same ghost, new name.
+            await self.bridge.ghosts.ensure(network, event.new)
+            return
         old = self.bridge.ghosts.mxid(network, event.old.id)
         new_intent = await self._ghost_in(network, portal, event.new)
         await self.bridge.ghosts.intent(old).leave_room(portal.room_id, reason=f"Changed nick to {event.new.name}")

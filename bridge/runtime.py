@@ -12,6 +12,7 @@ from typing import Any
 from mautrix.errors import MatrixError
 from mautrix.types import Event, EventType, Membership, MessageEvent, StateEvent
 from mautrix.types.util.serializable import SerializerError
+from sqlalchemy import func, select
 
 from connectors.api import ChatKind, ChatRef, RemoteEvent, RemoteUser
 
@@ -21,7 +22,9 @@ from bridge.appservice.server import RaptureAppService
 from bridge.bot import BridgeBot, is_bot_invite
 from bridge.config import Config
 from bridge.db.engine import make_engine, make_sessionmaker
-from bridge.db.models import MatrixUser
+from bridge.db.models import Login, MatrixUser
+from bridge.limits import check_open_file_budget
+from bridge.memory import trim_memory
 from bridge.ghosts import GhostManager
 from bridge.identity import alias_template
 from bridge.matrix_to_remote import MatrixToRemote
@@ -34,6 +37,8 @@ from bridge.secrets import SecretBox
 
 log = logging.getLogger("rapture.bridge")
 OUTBOX_CHECK_SECONDS = 2.0
+TRIM_FIRST_SECONDS = 15.0
+TRIM_EVERY_SECONDS = 300.0
 
 
 class Bridge:
@@ -106,7 +111,13 @@ class Bridge:
     def spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A background failure must be seen, not lost with the task.
+            log.error("background task failed", exc_info=task.exception())
 
     async def _connect_homeserver(self) -> None:
         delay = 1.0
@@ -120,14 +131,28 @@ class Bridge:
                 await asyncio.sleep(delay + random.uniform(0, delay / 4))
                 delay = min(delay * 2, 30.0)
         log.info("bot %s registered on %s", self.config.bot_mxid, self.config.homeserver_address)
+        check_open_file_budget(await self._login_count() + len(self.networks))
         for runtime in self.networks.values():
             try:
                 await runtime.start()
             except Exception:
                 log.exception("network %s failed to start", runtime.config.name)
         self.spawn(self._expire_outbox_periodically())
+        self.spawn(self._trim_memory_periodically())
         self.az.ready = True
         self.ready.set()
+
+    async def _login_count(self) -> int:
+        async with self.sessions() as session:
+            return int((await session.execute(select(func.count()).select_from(Login))).scalar_one())
+
+    async def _trim_memory_periodically(self) -> None:
+        # Start-up and reconnect bursts leave freed memory inside the process; hand it back
+        # once things settle, then now and then (see bridge/memory.py).
+        await asyncio.sleep(TRIM_FIRST_SECONDS)
+        while True:
+            await asyncio.to_thread(trim_memory)
+            await asyncio.sleep(TRIM_EVERY_SECONDS)
 
     async def _prune_periodically(self) -> None:
         while True:

@@ -103,6 +103,25 @@ class RemoteMessage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteEdit:
+    """A correction of an earlier `RemoteMessage` (e.g. XMPP XEP-0308).
+
+    `target_id` is the `remote_id` of the message being corrected; `text`/`html` are the whole
+    new content. The core turns it into a Matrix edit (`m.replace`) when it knows the target,
+    else into a new message `* text`.
+    """
+
+    chat: ChatRef
+    sender: RemoteUser
+    target_id: str
+    kind: MessageKind
+    text: str
+    html: str | None = None
+    timestamp_ms: int | None = None
+    remote_id: str | None = None  # the correction's own id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteJoin:
     chat: ChatRef
     user: RemoteUser
@@ -159,7 +178,7 @@ class RemoteNotice:
 
 
 RemoteEvent = (
-    RemoteMessage | RemoteJoin | RemoteLeave | RemoteRename | RemoteTopic | RemoteRoleChange
+    RemoteMessage | RemoteEdit | RemoteJoin | RemoteLeave | RemoteRename | RemoteTopic | RemoteRoleChange
     | RemoteMembers | RemoteNotice
 )
 
@@ -175,6 +194,9 @@ class OutgoingMessage:
     mentions: dict[str, str] = field(default_factory=dict)  # MXID -> remote name of a pill
     event_id: str = ""
     sender_name: str = ""  # display name, used by relays
+    # For an edit: the Matrix event id of the message it replaces; `text`/`html` are then the
+    # whole new content. Networks with corrections send one; others send "* text".
+    edit_of: str = ""
 
 
 class SendError(Exception):
@@ -228,6 +250,8 @@ class ConnectorContext(Protocol):
 
 class NetworkClient:
     """One login's connection (a puppet). Built by `NetworkConnector.make_client`."""
+
+    __slots__ = ()  # lets connectors keep many thousands of small, slotted clients
 
     mxid: str
 
@@ -290,6 +314,9 @@ class NetworkConnector:
     """
 
     info: ClassVar[ConnectorInfo]
+    # Capabilities the core adapts to. `supports_edits`: remote messages carry ids and the
+    # network sends `RemoteEdit`s, so the core keeps an id -> event mapping for them.
+    supports_edits: ClassVar[bool] = False
 
     @classmethod
     def config_schema(cls) -> Sequence[ConfigKey]:

@@ -385,7 +385,7 @@ def render_config(
 # queues, no DNS or ident lookups (each would delay registration).
 <connect name="loopback"
          allow="127.0.0.1"
-         maxchans="1000"
+         maxchans="20000"
          timeout="60"
          pingfreq="120"
          hardsendq="16M"

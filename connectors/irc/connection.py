@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import sys
 import random
 import ssl
 import time
@@ -49,11 +50,57 @@ REGISTRATION_TIMEOUT = 30.0
 MAX_RECONNECT_DELAY = 300.0
 
 
+class _SlimFeatures:
+    """The ISUPPORT values we use. The library's FeatureSet keeps every token of 005 for
+    every connection: kilobytes per puppet, times thousands of puppets."""
+
+    __slots__ = ("casemapping", "nicklen")
+
+    def __init__(self) -> None:
+        self.casemapping: str | None = None
+        self.nicklen: int | None = None
+
+    def load(self, arguments: list[str]) -> None:
+        for token in arguments[:-1]:  # the last argument is "are supported by this server"
+            name, _, value = token.partition("=")
+            if name == "CASEMAPPING" and value:
+                self.casemapping = sys.intern(value.lower())
+            elif name == "NICKLEN" and value.isdigit():
+                self.nicklen = int(value)
+
+
+class _SharedBufferProtocol(asyncio.BufferedProtocol):
+    """Reads into one buffer shared by every connection, instead of asyncio's default of a
+    fresh 256 KiB bytes object per read: with thousands of puppets those temporary blocks
+    fragment the heap. Safe because each read is fully handled before the loop reads again."""
+
+    _buffer = bytearray(64 * 1024)
+    _view = memoryview(_buffer)
+
+    def __init__(self, connection: AioConnection, loop: asyncio.AbstractEventLoop) -> None:
+        self.connection = connection
+        self.loop = loop
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.connection.process_data(bytes(self._view[:nbytes]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.disconnect()
+
+
 class _Connection(AioConnection):
     """The library's connection, decoding leniently and opening with CAP LS."""
 
     buffer_class = LenientDecodingLineBuffer
+    protocol_class = _SharedBufferProtocol
     owner: IRCConnection
+
+    def __init__(self, reactor: AioReactor) -> None:
+        super().__init__(reactor)
+        self.features = _SlimFeatures()
 
     async def open(self, host: str, port: int, nick: str, username: str, realname: str,
                    password: str | None, factory: AioFactory) -> None:
@@ -112,7 +159,7 @@ StateCallback = Callable[["IRCConnection", str, str], None]  # (conn, state, mes
 SASL_CHUNK = 400
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class IRCConnection:
     settings: ConnectionSettings
     nick: str
@@ -131,15 +178,17 @@ class IRCConnection:
     _flood: FloodControl | None = None
     _want: bool = False
     _task: asyncio.Task[None] | None = None
-    _offered: set[str] = field(default_factory=set)
-    _nick_tries: list[str] = field(default_factory=list)
+    # Only needed while registering; empty (shared) the rest of the time, to keep idle
+    # connections small.
+    _offered: frozenset[str] = frozenset()
+    _nick_tries: tuple[str, ...] | None = None  # variants left after 433; None: none tried
     _last_rx: float = 0.0
     _keepalive: asyncio.TimerHandle | None = None
     _attempt: int = 0
-    _registered_event: asyncio.Event = field(default_factory=asyncio.Event)
+    _registered_future: asyncio.Future[None] | None = None
     _sasl_busy: bool = False
     _sasl_mech: str = ""  # the mechanism being tried
-    _sasl_next: list[str] = field(default_factory=list)  # to try if the current one fails
+    _sasl_next: tuple[str, ...] = ()  # to try if the current one fails
     _sasl_offered: frozenset[str] | None = None  # `sasl=PLAIN,EXTERNAL`; None: no list given
     _tls: ssl.SSLContext | None = None
     _cert_ready: bool = False  # the client certificate is loaded into `_tls`
@@ -158,7 +207,17 @@ class IRCConnection:
         """Connect in the background (and keep reconnecting) until `stop`."""
         self._want = True
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._connect_loop(), name=f"irc:{self.nick}")
+            self._spawn_connect_loop()
+
+    def _spawn_connect_loop(self) -> None:
+        task = asyncio.create_task(self._connect_loop(), name=f"irc:{self.nick}")
+        self._task = task
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        # A finished task still holds its result and callbacks: let an idle puppet drop it.
+        if self._task is task:
+            self._task = None
 
     async def stop(self, reason: str = "") -> None:
         self._want = False
@@ -179,7 +238,9 @@ class IRCConnection:
 
     async def wait_registered(self, timeout: float) -> bool:
         try:
-            await asyncio.wait_for(self._registered_event.wait(), timeout)
+            if self._registered_future is None:
+                return self.registered
+            await asyncio.wait_for(asyncio.shield(self._registered_future), timeout)
             return True
         except TimeoutError:
             return False
@@ -204,8 +265,8 @@ class IRCConnection:
         if self._conn is None:
             self._conn = self.reactor.server()
             self._conn.owner = self
-        self._registered_event.clear()
-        self._nick_tries = nick_variants(self.wanted_nick, self.nick_length)
+        self._registered_future = asyncio.get_running_loop().create_future()
+        self._nick_tries = None
         self.nick = self.wanted_nick
         factory = AioFactory(ssl=self._tls_context()) if s.tls else AioFactory()
         try:
@@ -255,10 +316,10 @@ class IRCConnection:
         self.registered = False
         self.authenticated = False
         self._sasl_busy = False
-        self._sasl_next = []
+        self._sasl_next = ()
         self._sasl_offered = None
         self.caps.clear()
-        self._offered.clear()
+        self._offered = frozenset()
         self.joined.clear()
         if self._keepalive is not None:
             self._keepalive.cancel()
@@ -313,7 +374,7 @@ class IRCConnection:
     def _on_disconnect(self, event: Event) -> None:
         self._teardown("connection closed")
         if self._want and (self._task is None or self._task.done()):
-            self._task = asyncio.create_task(self._connect_loop(), name=f"irc:{self.nick}")
+            self._spawn_connect_loop()
 
     def _on_ping(self, event: Event) -> None:
         target = event.target or (event.arguments[0] if event.arguments else "")
@@ -333,7 +394,7 @@ class IRCConnection:
         if sub in ("LS", "NEW"):
             more = len(args) > 2 and args[1] == "*"
             offered = args[-1].split()
-            self._offered |= {cap.split("=", 1)[0] for cap in offered}
+            self._offered |= {sys.intern(cap.split("=", 1)[0]) for cap in offered}
             for cap in offered:
                 name, _, value = cap.partition("=")
                 if name == "sasl":
@@ -347,12 +408,12 @@ class IRCConnection:
             elif not self.registered:
                 self._urgent("CAP END")
         elif sub == "ACK":
-            acked = {c for c in args[-1].split() if not c.startswith("-")}
+            acked = {sys.intern(c) for c in args[-1].split() if not c.startswith("-")}
             self.caps |= acked
             plan = self._sasl_plan()
             if "sasl" in acked and plan and not self.registered:
                 self._sasl_busy = True
-                self._sasl_next = plan
+                self._sasl_next = tuple(plan)
                 self._next_sasl()
             elif not self.registered:
                 self._urgent("CAP END")
@@ -377,7 +438,7 @@ class IRCConnection:
         return plan
 
     def _next_sasl(self) -> None:
-        self._sasl_mech = self._sasl_next.pop(0)
+        self._sasl_mech, self._sasl_next = self._sasl_next[0], self._sasl_next[1:]
         self._urgent(f"AUTHENTICATE {self._sasl_mech}")
 
     def _on_authenticate(self, event: Event) -> None:
@@ -410,7 +471,7 @@ class IRCConnection:
             self._next_sasl()  # still in CAP negotiation: the next mechanism may do
             return
         self._sasl_busy = False
-        self._sasl_next = []
+        self._sasl_next = ()
         if not failed:
             self.authenticated = True
         if not self.registered:
@@ -427,11 +488,15 @@ class IRCConnection:
     def _on_welcome(self, event: Event) -> None:
         self.registered = True
         self.nick = event.target or self.nick
-        self._registered_event.set()
+        if self._registered_future is not None and not self._registered_future.done():
+            self._registered_future.set_result(None)
+        self._registered_future = None
+        self._offered = frozenset()  # negotiation is over
+        self._nick_tries = ()
         self._schedule_keepalive()
         self._identify_with_nickserv()
-        for wish in list(self.channels.values()):
-            self.send(f"JOIN {wish.name} {wish.key}".rstrip())
+        for line in join_lines(list(self.channels.values())):
+            self.send(line)
         self.on_state(self, "connected", "")
 
     def _on_featurelist(self, event: Event) -> None:
@@ -444,10 +509,12 @@ class IRCConnection:
     def _on_nick_taken(self, event: Event) -> None:
         if self.registered:
             return  # a NICK command of ours failed; the server keeps our old nick
+        if self._nick_tries is None:
+            self._nick_tries = tuple(nick_variants(self.wanted_nick, self.nick_length))
         if not self._nick_tries:
             self._close_transport()
             return
-        self.nick = self._nick_tries.pop(0)
+        self.nick, self._nick_tries = self._nick_tries[0], self._nick_tries[1:]
         self._urgent(f"NICK {self.nick}")
 
     def _on_join(self, event: Event) -> None:
@@ -512,6 +579,23 @@ _HANDLERS: dict[str, Callable[[IRCConnection, Event], None]] = {
     "saslalready": IRCConnection._on_sasl_done,
     "loggedin": IRCConnection._on_loggedin,
 }
+
+
+def join_lines(wishes: list[_ChannelWish], budget: int = 400) -> list[str]:
+    """JOIN commands for many channels, several per line (a bot may sit in thousands)."""
+    lines: list[str] = []
+    names: list[str] = []
+    for wish in wishes:
+        if wish.key:
+            lines.append(f"JOIN {wish.name} {wish.key}")
+            continue
+        if names and len(",".join([*names, wish.name])) > budget:
+            lines.append("JOIN " + ",".join(names))
+            names = []
+        names.append(wish.name)
+    if names:
+        lines.append("JOIN " + ",".join(names))
+    return lines
 
 
 def make_reactor() -> AioReactor:

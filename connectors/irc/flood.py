@@ -24,6 +24,8 @@ class ConnectionGone(Exception):
 
 
 class FloodControl:
+    __slots__ = ("_write", "burst", "rate", "_tokens", "_stamp", "_queue", "_timer")
+
     def __init__(self, write: Callable[[str], None], *, burst: int, rate: float) -> None:
         """`rate` lines per second after a burst of `burst`; rate <= 0 turns control off."""
         self._write = write
@@ -31,12 +33,13 @@ class FloodControl:
         self.rate = rate
         self._tokens = float(self.burst)
         self._stamp = time.monotonic()
-        self._queue: collections.deque[tuple[str, asyncio.Future[None] | None]] = collections.deque()
+        # Created on first use: an empty deque costs ~600 bytes, times thousands of puppets.
+        self._queue: collections.deque[tuple[str, asyncio.Future[None] | None]] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue else 0
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -55,6 +58,8 @@ class FloodControl:
             self._write(line)
             _resolve(done)
             return
+        if self._queue is None:
+            self._queue = collections.deque()
         self._queue.append((line, done))
         self._schedule()
 

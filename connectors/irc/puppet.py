@@ -45,6 +45,7 @@ _STATES = {"connecting": LoginState.CONNECTING, "connected": LoginState.CONNECTE
 
 
 class IRCPuppet(NetworkClient):
+    __slots__ = ("connector", "mxid", "conn", "_whois")
     def __init__(self, connector: IRCConnector, login: LoginInfo, nick: str) -> None:
         self.connector = connector
         self.mxid = login.mxid

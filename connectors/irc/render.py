@@ -16,6 +16,8 @@ def render_lines(message: OutgoingMessage, *, target: str, nick: str, mask_bytes
     `prefix` (e.g. `<alice> ` for a relayed message) starts every line.
     """
     text = matrix_to_irc(message.text, message.html, message.mentions.get)
+    if message.edit_of:
+        text = f"* {text}"  # IRC has no corrections: its users' own convention
     command = "NOTICE" if message.kind is MessageKind.NOTICE else "PRIVMSG"
     budget = payload_budget(command, target, nick, mask_bytes) - len(prefix.encode())
     if message.kind is MessageKind.EMOTE:

@@ -78,6 +78,7 @@ def _nick(value: str) -> str | None:
 
 class XMPPConnector(NetworkConnector):
     info: ClassVar[ConnectorInfo] = ConnectorInfo(name="xmpp", display_name="XMPP")
+    supports_edits: ClassVar[bool] = True
 
     @classmethod
     def config_schema(cls) -> Sequence[ConfigKey]:
@@ -108,7 +109,7 @@ class XMPPConnector(NetworkConnector):
         self.component_domain = str(options.get("component_domain") or "").lower()
         self.bot_jid = self.component_domain
         self.component: Component = None  # type: ignore[assignment]  # made in start()
-        self.edit_event = getattr(api, "RemoteEdit", None)
+        self.edit_event = api.RemoteEdit
         self.tracker = RoomTracker(emit=self.emit, component_domain=self.component_domain,
                                    puppet_of=self.puppet_of, edit_event=self.edit_event,
                                    on_bot_removed=self._bot_removed)

@@ -274,18 +274,28 @@ async def test_membership_and_nick_changes(xmpp_stack: XmppStack, portal: Portal
         assert left["content"].get("reason") == "see you"
 
 
-async def test_correction_from_xmpp(portal: Portal) -> None:
+async def test_correction_from_xmpp_becomes_a_matrix_edit(portal: Portal) -> None:
     p = portal
     original = p.xmpp.say(p.room, "helo")
-    await p.matrix.wait_for_event(p.room_id, message_from(p.ghost, body="helo"))
+    first = await p.matrix.wait_for_event(p.room_id, message_from(p.ghost, body="helo"))
     p.xmpp.say(p.room, "hello", replace_id=original)
-    # Until the contract has RemoteEdit, a correction arrives as `* text` (Matrix's fallback form).
-    event = await p.matrix.wait_for_event(
-        p.room_id, lambda e: message_from(p.ghost)(e) and e["content"].get("body") in ("* hello", "hello")
-        and e["content"].get("body") != "helo")
-    relates = event["content"].get("m.relates_to", {})
-    if relates.get("rel_type") != "m.replace":
-        assert event["content"]["body"] == "* hello"
+    edit = await p.matrix.wait_for_event(p.room_id, message_from(p.ghost, body="* hello"), what="the edit")
+    assert edit["content"]["m.relates_to"] == {"rel_type": "m.replace", "event_id": first["event_id"]}
+    assert edit["content"]["m.new_content"]["body"] == "hello"
+
+
+async def test_matrix_edit_becomes_an_xmpp_correction(portal: Portal) -> None:
+    p = portal
+    original = await p.matrix.send_text(p.room_id, "helo from matrix")
+    await p.xmpp.wait_message(groupchat(p.room, p.puppet_nick, "helo from matrix"))
+    await p.matrix.send_content(p.room_id, {
+        "msgtype": "m.text", "body": "* hello from matrix",
+        "m.new_content": {"msgtype": "m.text", "body": "hello from matrix"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+    })
+    correction = await p.xmpp.wait_message(groupchat(p.room, p.puppet_nick, "hello from matrix"),
+                                           what="the correction")
+    assert correction.replace_id == original
 
 
 async def test_relay_users_are_spoken_for_by_the_bot(xmpp_stack: XmppStack, portal: Portal) -> None:

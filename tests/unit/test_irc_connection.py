@@ -57,3 +57,14 @@ async def test_keepalive_pings_a_quiet_server_and_drops_a_dead_one() -> None:
     assert closed == [True]
     if conn._keepalive is not None:
         conn._keepalive.cancel()
+
+
+def test_many_channels_are_joined_several_per_line() -> None:
+    from connectors.irc.connection import _ChannelWish, join_lines
+
+    wishes = [_ChannelWish(f"#channel{n:04d}") for n in range(100)] + [_ChannelWish("#locked", "sesame")]
+    lines = join_lines(wishes)
+    assert "JOIN #locked sesame" in lines
+    joined = [name for line in lines if line != "JOIN #locked sesame" for name in line[5:].split(",")]
+    assert joined == [w.name for w in wishes[:100]]
+    assert all(len(line) <= 405 for line in lines) and len(lines) < 10

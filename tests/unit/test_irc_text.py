@@ -98,3 +98,11 @@ def test_multiline_html_keeps_lines() -> None:
 @pytest.mark.parametrize("text", ["\x02\x02", "\x03", "\x0399,99x", "\x04ff0000red"])
 def test_odd_codes_do_not_crash(text: str) -> None:
     irc_to_matrix(text)
+
+
+def test_an_edit_goes_to_irc_as_a_star_correction() -> None:
+    from connectors.api import MessageKind, OutgoingMessage
+    from connectors.irc.render import render_lines
+
+    edit = OutgoingMessage(kind=MessageKind.TEXT, text="hello", edit_of="$original")
+    assert render_lines(edit, target="#c", nick="a", mask_bytes=None) == ["PRIVMSG #c :* hello"]
