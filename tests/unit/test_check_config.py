@@ -107,3 +107,14 @@ def test_example_config_is_valid_after_generate_registration(tmp_path: Path) -> 
     assert rapture("generate-registration", "-c", str(path), "-r", str(tmp_path / "r.yaml")).returncode == 0
     after = rapture("check-config", "-c", str(path))
     assert after.returncode == 0, after.stderr
+
+
+def test_example_xmpp_section_is_valid_when_uncommented(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parents[2] / "config.example.yaml").read_text()
+    start = example.index("  # jabber:")
+    uncommented = example[:start] + example[start:].replace("  # jabber:", "  jabber:").replace("\n  #   ", "\n    ")
+    path = tmp_path / "config.yaml"
+    path.write_text(uncommented.replace('as_token: ""', 'as_token: "a-token-for-the-tests"')
+                    .replace('hs_token: ""', 'hs_token: "another-token-for-tests"'))
+    result = rapture("check-config", "-c", str(path))
+    assert result.returncode == 0, result.stderr
