@@ -129,19 +129,6 @@ def check_alias_template(text: str, network: str) -> None:
             raise TemplateError(f"{part!r} cannot be part of a room alias (no ':' or spaces)")
 
 
-def check_nick_template(text: str) -> None:
-    try:
-        names = [n for _, n, _, _ in string.Formatter().parse(text) if n is not None]
-    except ValueError as exc:
-        raise TemplateError(f"cannot parse template {text!r}: {exc}") from None
-    allowed = {"localpart", "displayname"}
-    for name in names:
-        if name not in allowed:
-            raise TemplateError(f"unknown placeholder {{{name}}}; allowed: {{displayname}}, {{localpart}}")
-    if not names:
-        raise TemplateError("must contain {localpart} or {displayname}")
-
-
 def namespace_regex(sigil: str, prefix: str, suffix: str, domain: str) -> str:
     """An exclusive-namespace regex: `<sigil><prefix>.+<suffix>:<domain>`."""
     return f"{re.escape(sigil + prefix)}.+{re.escape(suffix + ':' + domain)}"

@@ -21,6 +21,7 @@ Contract rules that hold for every method below unless its docstring says otherw
 from __future__ import annotations
 
 import enum
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -53,6 +54,21 @@ class ConnectorInfo:
     name: str  # the value of `networks.<name>.connector`, e.g. "irc"
     display_name: str  # e.g. "IRC"
     api_version: tuple[int, int] = API_VERSION
+
+
+def nick_template_error(value: str) -> str | None:
+    """For a connector's `nick_template` key: the template of a puppet's remote name, which
+    may use {localpart} and {displayname} of the Matrix user. None when fine."""
+    try:
+        names = [n for _, n, _, _ in string.Formatter().parse(value) if n is not None]
+    except ValueError as exc:
+        return f"cannot parse template: {exc}"
+    unknown = [n for n in names if n not in ("localpart", "displayname")]
+    if unknown:
+        return f"unknown placeholder {{{unknown[0]}}}; allowed: {{localpart}}, {{displayname}}"
+    if not names:
+        return "must contain {localpart} or {displayname}"
+    return None
 
 
 # -- identities and chats --------------------------------------------------------------------

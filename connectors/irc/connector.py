@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import string
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -22,6 +21,7 @@ from connectors.api import (
     RemoteEvent,
     RemoteUser,
     SendError,
+    nick_template_error,
 )
 from connectors.irc.channels import ChannelTracker
 from connectors.irc.connection import ConnectionSettings, IRCConnection, make_reactor
@@ -39,19 +39,6 @@ def _port(value: int) -> str | None:
 
 def _host(value: str) -> str | None:
     return None if value.strip() and " " not in value else "must be a host name or address"
-
-
-def _nick_template(value: str) -> str | None:
-    try:
-        names = [n for _, n, _, _ in string.Formatter().parse(value) if n is not None]
-    except ValueError as exc:
-        return f"cannot parse template: {exc}"
-    unknown = [n for n in names if n not in ("localpart", "displayname")]
-    if unknown:
-        return f"unknown placeholder {{{unknown[0]}}}; allowed: {{localpart}}, {{displayname}}"
-    if not names:
-        return "must contain {localpart} or {displayname}"
-    return None
 
 
 def _nick(value: str) -> str | None:
@@ -78,7 +65,7 @@ class IRCConnector(NetworkConnector):
             ConfigKey(path="tls_verify", kind=bool, default=True,
                       doc="check the server's TLS certificate and host name (off: self-signed test servers)"),
             ConfigKey(path="password", kind=str, default=None, doc="server password (PASS), if any"),
-            ConfigKey(path="nick_template", kind=str, default="{localpart}[m]", check=_nick_template,
+            ConfigKey(path="nick_template", kind=str, default="{localpart}[m]", check=nick_template_error,
                       doc="nick of a Matrix user's puppet; {localpart} and {displayname}"),
             ConfigKey(path="bot_nick", kind=str, default="rapture", check=_nick,
                       doc="nick of the bridge's own connection (listens in every channel, relays)"),

@@ -10,10 +10,11 @@ Ids the core sees:
 
 from __future__ import annotations
 
-import string
 import unicodedata
 
 from slixmpp.jid import JID, InvalidJID
+
+from connectors.api import nick_template_error  # re-exported: the schema's check
 
 # XEP-0106: the characters nodeprep refuses, and their escapes (backslash only when it
 # would read as an escape sequence).
@@ -106,19 +107,6 @@ def clean_nick(nick: str, fallback: str = "matrix") -> str:
     except (InvalidJID, ValueError, UnicodeError):
         return fallback
     return cleaned
-
-
-def nick_template_error(value: str) -> str | None:
-    try:
-        names = [n for _, n, _, _ in string.Formatter().parse(value) if n is not None]
-    except ValueError as exc:
-        return f"cannot parse template: {exc}"
-    unknown = [n for n in names if n not in ("localpart", "displayname")]
-    if unknown:
-        return f"unknown placeholder {{{unknown[0]}}}; allowed: {{localpart}}, {{displayname}}"
-    if not names:
-        return "must contain {localpart} or {displayname}"
-    return None
 
 
 def domain_error(value: str) -> str | None:

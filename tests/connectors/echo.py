@@ -154,3 +154,28 @@ class EchoHarness:
 
     def formatted_samples(self) -> tuple[str, str, str, str, str]:
         raise NotImplementedError("echo has no formatting")
+
+
+def echo_stack_fixture(label: str):  # -> a module-scoped pytest fixture
+    """A module-scoped stack with an `echo` network, for the tests that need one."""
+    import pytest
+
+    from bridge.devstack import ServerUnavailable
+    from bridge.devstack.ports import free_port
+    from bridge.devstack.stack import start_local_stack
+    from tests.e2e.conftest import PERMISSIONS
+    from tests.servers import require
+
+    @pytest.fixture(scope="module")
+    def echo_stack(tmp_path_factory: pytest.TempPathFactory):
+        install_echo_connector()
+        port = free_port()
+        try:
+            local = start_local_stack(tmp_path_factory.mktemp(label), permissions=PERMISSIONS, with_irc=False,
+                                      extra_networks={"echo": {"connector": "echo", "port": port}})
+        except ServerUnavailable as exc:
+            require(exc)
+        yield Stack(local), port
+        local.stop()
+
+    return echo_stack

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
-from bridge.devstack import ServerUnavailable
-from bridge.devstack.ports import free_port
-from bridge.devstack.stack import start_local_stack
 from connectors.testkit import ConformanceSuite
-from tests.connectors.echo import EchoHarness, install_echo_connector
-from tests.e2e.conftest import PERMISSIONS, Stack
-from tests.servers import require
+from tests.connectors.echo import EchoHarness, echo_stack_fixture
+from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def echo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, int]]:
-    install_echo_connector()
-    port = free_port()
-    try:
-        local = start_local_stack(tmp_path_factory.mktemp("echo"), permissions=PERMISSIONS, with_irc=False,
-                                  extra_networks={"echo": {"connector": "echo", "port": port}})
-    except ServerUnavailable as exc:
-        require(exc)
-    yield Stack(local), port
-    local.stop()
+echo_stack = echo_stack_fixture("echo")
 
 
 @pytest.fixture

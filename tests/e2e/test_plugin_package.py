@@ -10,32 +10,17 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from bridge.devstack import ServerUnavailable
-from bridge.devstack.ports import free_port
-from bridge.devstack.stack import start_local_stack
-from tests.connectors.echo import install_echo_connector
-from tests.e2e.conftest import PERMISSIONS, Stack
+from tests.connectors.echo import echo_stack_fixture, install_echo_connector
+from tests.e2e.conftest import Stack
 from tests.e2e.matrix import TestClient, member_event, message_from
-from tests.servers import require
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def echo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, int]]:
-    install_echo_connector()
-    port = free_port()
-    try:
-        local = start_local_stack(tmp_path_factory.mktemp("plugin"), permissions=PERMISSIONS, with_irc=False,
-                                  extra_networks={"echo": {"connector": "echo", "port": port}})
-    except ServerUnavailable as exc:
-        require(exc)
-    yield Stack(local), port
-    local.stop()
+echo_stack = echo_stack_fixture("plugin")
 
 
 def test_the_installed_package_registers_its_entry_point() -> None:
