@@ -105,12 +105,14 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from bridge.config import ConfigError, load_config
     from bridge.db.migrate import upgrade
+    from bridge.plugins import migration_branches
 
     try:
         loaded = load_config(args.config, require_tokens=False)
     except ConfigError as exc:
         return _print_config_errors(exc)
-    before, after = upgrade(loaded.config.database_url)
+    branches = migration_branches([net.connector for net in loaded.config.networks.values()])
+    before, after = upgrade(loaded.config.database_url, branches)
     if before == after:
         print(f"database already at revision {after}; nothing to do")
     else:

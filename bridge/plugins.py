@@ -53,6 +53,16 @@ def load_connector_class(name: str) -> type[NetworkConnector]:
     return cls
 
 
+def migration_branches(connector_names: Sequence[str]) -> list[str]:
+    """The Alembic branch directories of the named connectors (those that have one)."""
+    branches = []
+    for name in sorted(set(connector_names)):
+        path = load_connector_class(name).migrations
+        if path:
+            branches.append(str(path))
+    return branches
+
+
 def connector_schema(name: str) -> Sequence[ConfigKey] | None:
     """The connector's extra config keys, or None when no such connector is installed."""
     try:

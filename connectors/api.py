@@ -333,6 +333,10 @@ class NetworkConnector:
     # Capabilities the core adapts to. `supports_edits`: remote messages carry ids and the
     # network sends `RemoteEdit`s, so the core keeps an id -> event mapping for them.
     supports_edits: ClassVar[bool] = False
+    # A connector with tables of its own ships them as an Alembic branch: a directory of
+    # revision files whose first revision has `down_revision = None`, a `branch_labels` of its
+    # own, and `depends_on` the core revision it needs. `rapture db upgrade` applies it.
+    migrations: ClassVar[str | None] = None
 
     @classmethod
     def config_schema(cls) -> Sequence[ConfigKey]:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger("rapture.db")
@@ -18,19 +19,18 @@ log = logging.getLogger("rapture.db")
 SCRIPT_LOCATION = Path(__file__).resolve().parents[2] / "alembic"
 
 
-def _alembic_config(url: str):  # -> alembic.config.Config (imported lazily on purpose)
-    from alembic.config import Config
+def _alembic_config(url: str, branches: Sequence[str] = ()):  # -> alembic.config.Config
+    """The core's migrations plus connectors' branches (directories of revision files)."""
+    from alembic.config import Config  # imported here: never in the serving process
 
     cfg = Config()
     cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
+    locations = [str(SCRIPT_LOCATION / "versions"), *branches]
+    # Alembic splits this option on the separator; paths keep any spaces they have.
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", os.pathsep.join(locations))
     cfg.attributes["url"] = url
     return cfg
-
-
-def current_head() -> str | None:
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(_alembic_config("unused")).get_current_head()
 
 
 async def _current_revision(url: str) -> str | None:
@@ -44,18 +44,21 @@ async def _current_revision(url: str) -> str | None:
             has_table = await conn.run_sync(lambda c: inspect(c).has_table("alembic_version"))
             if not has_table:
                 return None
-            row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
-            return row[0] if row else None
+            rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+            return ",".join(sorted(rows)) or None
     finally:
         await engine.dispose()
 
 
-def upgrade(url: str) -> tuple[str | None, str | None]:
-    """Migrate to head; returns (revision before, revision after)."""
+def upgrade(url: str, branches: Sequence[str] = ()) -> tuple[str | None, str | None]:
+    """Migrate the core and the given connector branches to their heads.
+
+    Returns (revisions before, revisions after), each a comma-separated list or None.
+    """
     from alembic import command
 
     before = asyncio.run(_current_revision(url))
-    command.upgrade(_alembic_config(url), "head")
+    command.upgrade(_alembic_config(url, branches), "heads")
     after = asyncio.run(_current_revision(url))
     return before, after
 

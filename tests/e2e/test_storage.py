@@ -129,3 +129,15 @@ def test_inbox_deduplicates_and_keeps_order(tmp_path: Path, database_url: str) -
     config = _config(tmp_path, database_url)
     assert rapture("db", "upgrade", "-c", str(config)).returncode == 0
     asyncio.run(_inbox_round_trip(database_url))
+
+
+def test_a_connector_branch_is_migrated_beside_the_core(tmp_path: Path, database_url: str) -> None:
+    from bridge.db.migrate import upgrade
+
+    branch = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "branch"
+    before, after = upgrade(database_url, [str(branch)])
+    assert before is None and after == "e001"  # the branch head; it depends on the core's 0001
+    assert "echo_things" in asyncio.run(_tables(database_url))
+    assert upgrade(database_url, [str(branch)]) == ("e001", "e001")  # a second run is a no-op
+    # and the core's tables came first, as the branch's depends_on asks
+    assert "portal" in asyncio.run(_tables(database_url))

@@ -18,3 +18,4 @@ def test_most_specific_rule_wins() -> None:
 
 def test_no_rules_means_no_access() -> None:
     assert Permissions(None).level_for("@a:b") == Level.NONE
+
