@@ -110,7 +110,13 @@ class TimedIrc:
                     future.set_result(line)
                     self._waiters.remove(waiter)
 
-    async def wait(self, match: Callable[[str], bool], timeout: float) -> str:
+    async def wait(self, match: Callable[[str], bool], timeout: float, since: int | None = None) -> str:
+        """The next line that matches; with `since`, lines already received from that index on
+        count too (so a line that arrived while we waited for another is not missed)."""
+        if since is not None:
+            for _, line in self.received[since:]:
+                if match(line):
+                    return line
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiters.append((match, future))
         return await asyncio.wait_for(future, timeout)

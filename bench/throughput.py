@@ -129,12 +129,13 @@ async def matrix_to_irc(bench: Bench, users: int, lines: int) -> dict:
     await irc.connect(bench.stack.inspircd.port)
     await irc.join(channel)
     people = [bench.user() for _ in range(users)]
+    joins_from = len(irc.received)
     room = await people[0].join(f"#local_{channel}:localhost")
     for person in people[1:]:
         await person.join(room)
     puppets = {p.user_id: f"{p.user_id[1:].split(':')[0]}[m]" for p in people}
     for nick in puppets.values():
-        await irc.wait(lambda line, n=nick: line.startswith(f":{n}!") and " JOIN " in line, 60)
+        await irc.wait(lambda line, n=nick: line.startswith(f":{n}!") and " JOIN " in line, 60, since=joins_from)
     run = uuid.uuid4().hex[:6]
     each = lines // users
     expected = {puppets[p.user_id]: [f"{run} {n}" for n in range(each)] for p in people}
@@ -172,8 +173,9 @@ async def run(lines: int, portals: int, users: int, postgres: bool) -> dict:
     async with bench_stack(network_options={"flood_rate": 0}, synapse_on_postgres=postgres) as bench:
         floor = await matrix_client_floor(bench, lines)
         one = await irc_to_matrix(bench, 1, lines)
-        many = await irc_to_matrix(bench, portals, lines)
-        parallel_floor = await matrix_clients_parallel_floor(bench, portals, lines)
+        # The same number of lines, spread over many portals at once.
+        many = await irc_to_matrix(bench, portals, lines // portals)
+        parallel_floor = await matrix_clients_parallel_floor(bench, portals, lines // portals)
         m2i = await matrix_to_irc(bench, users, lines)
     return {
         "benchmark": "throughput",
