@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from . import ServerUnavailable
 from .inspircd import InspircdServer, start_inspircd
 from .ports import free_port
-from .process import log_tail, spawn, stop_process, wait_until
+from .process import find_binary, log_tail, spawn, stop_process, wait_until
 
 # Atheme links and syncs within milliseconds; the NickServ probe then costs
 # one client registration, which InspIRCd completes on its once-a-second tick.
@@ -493,16 +492,8 @@ general {{
 
 
 def _find_binary(binary: str) -> str:
-    candidates = [shutil.which(binary)]
-    if binary == "atheme-services":
-        candidates.extend(DEFAULT_BINARY_PATHS)
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise ServerUnavailable(
-        f"Atheme ({binary!r}) not found. Install it with `apt-get install atheme-services` "
-        "(or run scripts/bootstrap)."
-    )
+    return find_binary(binary, usual_paths=DEFAULT_BINARY_PATHS, default_name="atheme-services",
+                       what="Atheme", package="atheme-services")
 
 
 def _size(path: Path) -> int:

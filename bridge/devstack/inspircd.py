@@ -6,7 +6,6 @@ import datetime
 import os
 import resource
 import secrets
-import shutil
 import socket
 import subprocess
 import time
@@ -21,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from . import ServerUnavailable
 from .ports import free_port
-from .process import spawn, stop_process, wait_until
+from .process import find_binary, spawn, stop_process, wait_until
 
 # InspIRCd itself is up in ~15 ms, but InspIRCd 3 completes client
 # registrations on its once-a-second background tick, so a readiness probe
@@ -242,17 +241,8 @@ def _module_present(name: str) -> bool:
 
 
 def _find_binary(binary: str) -> str:
-    candidates = [shutil.which(binary)]
-    if binary == "inspircd":
-        # /usr/sbin is often not on a normal user's PATH.
-        candidates.extend(DEFAULT_BINARY_PATHS)
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise ServerUnavailable(
-        f"InspIRCd 3 ({binary!r}) not found. Install it with `apt-get install inspircd` "
-        "(or run scripts/bootstrap)."
-    )
+    return find_binary(binary, usual_paths=DEFAULT_BINARY_PATHS, default_name="inspircd",
+                       what="InspIRCd 3", package="inspircd")
 
 
 def _available_modules() -> list[str]:

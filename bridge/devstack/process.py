@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -123,3 +124,20 @@ def wait_until(
         time.sleep(interval)
     stop_process(proc)
     raise RuntimeError(f"{what} did not become ready within {timeout:.0f} s\n{log_tail(*logs)}")
+
+
+def find_binary(binary: str, *, usual_paths: Sequence[str], default_name: str, what: str, package: str) -> str:
+    """The server program to run: on PATH, or (for the default name) where Debian puts it,
+    which is often not on a normal user's PATH. Raises ServerUnavailable saying what to install."""
+    from bridge.devstack import ServerUnavailable
+
+    candidates = [shutil.which(binary)]
+    if binary == default_name:
+        candidates.extend(usual_paths)
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ServerUnavailable(
+        f"{what} ({binary!r}) not found. Install it with `apt-get install {package}` "
+        "(or run scripts/bootstrap)."
+    )
