@@ -140,6 +140,11 @@ class IrcHarness:
             for chat, members in self.chats.items():
                 for nick in members:
                     await self.users[nick].join(chat)
+                # IRC keeps no history: what is said before the bridge's own connection is back
+                # in the channel is not seen by anyone, on any bridge. Wait for it, as a person
+                # would see it come back, before the scenario talks again.
+                if members:
+                    await self._seen_or_wait(self.users[members[0]], command("JOIN", chat, nick="rapture"))
 
     def formatted_samples(self) -> tuple[str, str, str, str, str]:
         return ("\x02bold\x02 \x1ditalic\x1d", "bold italic", "<b>bold</b> <i>italic</i>",
