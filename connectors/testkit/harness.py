@@ -124,4 +124,9 @@ class Harness(Protocol):
         a Matrix HTML message, how that message appears on the network)."""
         ...
 
+    def unformatted_rendering(self) -> str:
+        """For a network without formatting (`caps.formatting` false): how the Matrix message
+        `<b>bold</b> <i>it</i>` (plain body `bold it`) appears on the network."""
+        ...
+
     async def close(self) -> None: ...

@@ -104,6 +104,16 @@ async def formatting_round_trip(h: Harness) -> None:
         await h.wait_said(p.chat, p.puppet, remote)
 
 
+async def formatting_degrades(h: Harness) -> None:
+    """Without formatting on the network, a formatted Matrix message still arrives, readable."""
+    async with portal(h) as p:
+        await p.matrix.send_content(p.room_id, {
+            "msgtype": "m.text", "body": "bold it",
+            "format": "org.matrix.custom.html", "formatted_body": "<b>bold</b> <i>it</i>",
+        })
+        await h.wait_said(p.chat, p.puppet, h.unformatted_rendering())
+
+
 async def join_and_leave(h: Harness) -> None:
     async with portal(h) as p:
         other = await h.new_user()

@@ -19,10 +19,12 @@ class ConformanceSuite:
             pytest.skip("the network has neither emotes nor notices")
         await scenarios.emote_and_notice(harness)
 
-    async def test_formatting_round_trip(self, harness: Harness) -> None:
-        if not harness.caps.formatting:
-            pytest.skip("the network has no formatting")
-        await scenarios.formatting_round_trip(harness)
+    async def test_formatting(self, harness: Harness) -> None:
+        """A round trip where the network has formatting; a readable degradation where not."""
+        if harness.caps.formatting:
+            await scenarios.formatting_round_trip(harness)
+        else:
+            await scenarios.formatting_degrades(harness)
 
     async def test_join_and_leave(self, harness: Harness) -> None:
         await scenarios.join_and_leave(harness)

@@ -16,8 +16,8 @@ from pathlib import Path
 from bridge.identity import escape_localpart
 from connectors.api import MessageKind
 from connectors.testkit import Capabilities
+from tests.connectors.matrix_side import MatrixSide
 from tests.e2e.conftest import Stack
-from tests.e2e.matrix import TestClient
 
 PACKAGE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "echo_connector"
 WAIT = 30.0
@@ -38,7 +38,7 @@ def install_echo_connector() -> None:
             subprocess.run([*base, str(src)], check=True, capture_output=True, timeout=300)
 
 
-class EchoHarness:
+class EchoHarness(MatrixSide):
     """Drives the echo network over its line protocol (see rapture_echo's docstring)."""
 
     caps = Capabilities(formatting=False)
@@ -89,15 +89,6 @@ class EchoHarness:
         raise TimeoutError(f"no line {line!r} within {WAIT} s; last: {self.lines[-8:]}")
 
     # -- Harness ----------------------------------------------------------------------------
-    @asynccontextmanager
-    async def matrix_client(self) -> AsyncIterator[TestClient]:
-        account = self.stack.account()
-        async with TestClient(self.stack.homeserver, account.user_id, account.token) as client:
-            yield client
-
-    def alias(self, chat: str) -> str:
-        return f"#{self.network}_{chat}:localhost"
-
     def ghost(self, user: str) -> str:
         return f"@{self.network}_{escape_localpart(user.lower())}:localhost"
 
@@ -154,6 +145,9 @@ class EchoHarness:
 
     def formatted_samples(self) -> tuple[str, str, str, str, str]:
         raise NotImplementedError("echo has no formatting")
+
+    def unformatted_rendering(self) -> str:
+        return "bold it"  # echo carries the plain body
 
 
 def echo_stack_fixture(label: str):  # -> a module-scoped pytest fixture

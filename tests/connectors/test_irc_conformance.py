@@ -15,9 +15,9 @@ from bridge.devstack.stack import start_local_stack
 from bridge.identity import escape_localpart
 from connectors.api import MessageKind
 from connectors.testkit import Capabilities, ConformanceSuite
+from tests.connectors.matrix_side import MatrixSide
 from tests.e2e.conftest import PERMISSIONS, Stack
 from tests.e2e.irc import IrcUser, Words, command
-from tests.e2e.matrix import TestClient
 from tests.servers import require
 
 pytestmark = pytest.mark.e2e
@@ -41,8 +41,10 @@ def irc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack,
     ircd.stop()
 
 
-class IrcHarness:
+class IrcHarness(MatrixSide):
     caps = Capabilities(formatting=True, max_bad_input=2000)
+
+    network = "local"
 
     def __init__(self, stack: Stack, ircd: InspircdServer) -> None:
         self.stack, self.ircd = stack, ircd
@@ -60,15 +62,6 @@ class IrcHarness:
             if match(words[1:] if words[0].startswith("@") else words):
                 return
         await user.wait_for(match, timeout=30)
-
-    @asynccontextmanager
-    async def matrix_client(self) -> AsyncIterator[TestClient]:
-        account = self.stack.account()
-        async with TestClient(self.stack.homeserver, account.user_id, account.token) as client:
-            yield client
-
-    def alias(self, chat: str) -> str:
-        return f"#local_{chat}:localhost"
 
     def ghost(self, user: str) -> str:
         return f"@local_{escape_localpart(user.lower())}:localhost"

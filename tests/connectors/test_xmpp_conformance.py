@@ -20,7 +20,7 @@ from connectors.api import MessageKind
 from connectors.testkit import Capabilities, ConformanceSuite
 from connectors.xmpp import stanzas
 from connectors.xmpp.stanzas import Message, Presence
-from tests.e2e.matrix import TestClient
+from tests.connectors.matrix_side import MatrixSide
 from tests.e2e.test_xmpp import (  # noqa: F401 - xmpp_stack is the module-scoped stack fixture
     COMPONENT,
     MUC,
@@ -38,7 +38,8 @@ pytestmark = pytest.mark.e2e
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-class XmppHarness:
+class XmppHarness(MatrixSide):
+    network = "xmpp"
     # notices=False: XMPP has no notice message kind (a groupchat body is a message or a
     #   `/me` emote); the scenario skips the notice half, the emote half runs.
     # formatting=False: the connector sends plain bodies (Matrix HTML becomes `*bold*`) and
@@ -49,6 +50,7 @@ class XmppHarness:
 
     def __init__(self, xs: XmppStack) -> None:
         self.xs = xs
+        self.stack = xs.stack
         self.users: dict[str, XmppUser] = {}  # current nick -> client
         self.nicks: dict[str, str] = {}  # account name -> current nick
         self.jids: dict[str, str] = {}  # any nick a user has had -> bare JID
@@ -56,15 +58,6 @@ class XmppHarness:
         self.puppet_jids: dict[str, str] = {}  # puppet nick -> puppet JID
 
     # -- identities ---------------------------------------------------------------------------
-    @asynccontextmanager
-    async def matrix_client(self) -> AsyncIterator[TestClient]:
-        account = self.xs.stack.account()
-        async with TestClient(self.xs.stack.homeserver, account.user_id, account.token) as client:
-            yield client
-
-    def alias(self, chat: str) -> str:
-        return f"#xmpp_{chat}:localhost"
-
     def ghost(self, user: str) -> str:
         return ghost(self.jids[user])
 
@@ -175,6 +168,9 @@ class XmppHarness:
 
     def formatted_samples(self) -> tuple[str, str, str, str, str]:
         raise NotImplementedError("caps.formatting is False")
+
+    def unformatted_rendering(self) -> str:
+        return "*bold* _it_"  # XEP-0393 message styling, which XMPP clients render
 
     async def close(self) -> None:
         for user in self.users.values():
