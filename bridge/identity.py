@@ -130,8 +130,10 @@ def check_alias_template(text: str, network: str) -> None:
 
 
 def namespace_regex(sigil: str, prefix: str, suffix: str, domain: str) -> str:
-    """An exclusive-namespace regex: `<sigil><prefix>.+<suffix>:<domain>`."""
-    return f"{re.escape(sigil + prefix)}.+{re.escape(suffix + ':' + domain)}"
+    """An exclusive-namespace regex: `<sigil><prefix>(.+)<suffix>:<domain>`; the group is the
+    varying part (escaped nick, channel), so the bridge parses IDs with the same regex it
+    registers."""
+    return f"{re.escape(sigil + prefix)}(.+){re.escape(suffix + ':' + domain)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,7 @@ class GhostNamer:
 
     def pattern(self) -> re.Pattern[str]:
         prefix, suffix = self._parts()
-        return re.compile(f"@{re.escape(prefix)}(.+){re.escape(suffix)}:{re.escape(self.domain)}")
+        return re.compile(namespace_regex("@", prefix, suffix, self.domain))
 
     def parse(self, mxid: str) -> str | None:
         """The remote id behind a ghost MXID, or None when `mxid` is not one of ours."""

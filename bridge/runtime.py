@@ -26,7 +26,6 @@ from bridge.db.models import Login, MatrixUser
 from bridge.limits import check_open_file_budget
 from bridge.memory import trim_memory
 from bridge.ghosts import GhostManager
-from bridge.identity import alias_template
 from bridge.matrix_to_remote import MatrixToRemote
 from bridge.networks import NetworkRuntime
 from bridge.outbox import Outbox
@@ -72,12 +71,10 @@ class Bridge:
         self.networks: dict[str, NetworkRuntime] = {
             name: NetworkRuntime(self, net) for name, net in config.networks.items()
         }
-        self._alias_patterns = []
-        for net in config.networks.values():
-            prefix, suffix = alias_template(net.alias_template).split(network=net.name)
-            self._alias_patterns.append((net.name, re.compile(
-                f"#{re.escape(prefix)}(.+){re.escape(suffix)}:{re.escape(config.homeserver_domain)}"
-            )))
+        self._alias_patterns = [
+            (net.name, re.compile(net.alias_regex(config.homeserver_domain)))
+            for net in config.networks.values()
+        ]
         self._background: set[asyncio.Task[Any]] = set()
         self._secret_box: SecretBox | None = None
         self.ready = asyncio.Event()

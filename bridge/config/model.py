@@ -51,9 +51,6 @@ class NetworkConfig:
     idle_timeout: int = 3600  # seconds a puppet with no bridged rooms stays connected
     options: dict[str, Any] = field(default_factory=dict)  # the connector's own keys
 
-    def ghost_localpart(self, escaped_nick: str) -> str:
-        return ghost_template(self.ghost_template).expand(escaped_nick, network=self.name)
-
     def alias_localpart(self, channel: str) -> str:
         return alias_template(self.alias_template).expand(channel, network=self.name)
 

@@ -97,10 +97,6 @@ class RoomTracker:
                     return nick
         return None
 
-    def rooms_of(self, user_id: str) -> list[str]:
-        return [r for r, s in self.rooms.items() if any(
-            self.user(r, n, o.real_jid).id == user_id for n, o in s.occupants.items())]
-
     def is_ours(self, room: str, nick: str, real_jid: str | None) -> bool:
         if real_jid is not None:
             jid = parse(real_jid)
