@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from connectors.api import ChatKind, ChatRef, RemoteEvent, RemoteUser
 
 from bridge.appservice.dispatch import RoomDispatcher
-from bridge.appservice.inbox import StoredEvent, TransactionInbox
+from bridge.appservice.inbox import EPHEMERAL, StoredEvent, TransactionInbox
 from bridge.appservice.server import RaptureAppService
 from bridge.bot import BridgeBot, is_bot_invite
 from bridge.config import Config
@@ -171,6 +171,10 @@ class Bridge:
 
     # -- queues ----------------------------------------------------------------------------
     async def _accept(self, event: StoredEvent) -> None:
+        if event.seq == EPHEMERAL and "state_key" not in event.raw:
+            # Our own message echoed back (every line the bridge relays comes back once):
+            # only state events teach the state cache anything, so this one ends here.
+            return
         self.dispatcher.submit(event.room_id, event)
 
     def queue_remote(self, network: str, event: RemoteEvent) -> None:

@@ -87,11 +87,13 @@ class TransactionInbox:
                 out.append(raw)
         inserted: dict[str, int] = {}
         insert = self._dialect.insert
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(AppServiceTransaction).values(txn_id=txn_id).on_conflict_do_nothing()
-            )
-            if durable:
+        # A transaction of nothing but our own echoes (every line the bridge relays comes back
+        # as one) needs no write at all: nothing in it can be lost.
+        if durable:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    insert(AppServiceTransaction).values(txn_id=txn_id).on_conflict_do_nothing()
+                )
                 rows = [{"event_id": r["event_id"], "room_id": r["room_id"], "txn_id": txn_id,
                          "payload": json.dumps(r, ensure_ascii=False), "done": False} for r in durable]
                 result = await conn.execute(

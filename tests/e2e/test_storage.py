@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from bridge.appservice.inbox import TransactionInbox
 from bridge.db.engine import make_engine
@@ -121,6 +121,10 @@ async def _inbox_round_trip(url: str) -> None:
         (handed,) = await inbox.record("t3", [echo])
         assert handed.seq == -1 and handed.event_id == "$e5"
         assert "$e5" not in [e.event_id for e in await inbox.pending()]
+        # ... and a transaction of nothing but echoes writes nothing at all.
+        async with engine.connect() as conn:
+            txns = {row[0] for row in await conn.execute(text("SELECT txn_id FROM as_txn"))}
+        assert {"t1", "t2"} <= txns and "t3" not in txns
     finally:
         await engine.dispose()
 
