@@ -69,6 +69,20 @@ class _SlimFeatures:
                 self.nicklen = int(value)
 
 
+_CHAT_COMMANDS = frozenset(("PRIVMSG", "NOTICE"))
+_CHANNEL_PREFIXES = frozenset("#&+!")
+
+
+def is_channel_chat(line: str) -> bool:
+    """A PRIVMSG or NOTICE to a channel (`[@tags ]:prefix PRIVMSG #chan :text`), told
+    without parsing the whole line."""
+    parts = line.split(" ", 4)
+    first = 1 if parts[0][:1] == "@" else 0
+    if len(parts) < first + 3 or parts[first][:1] != ":":
+        return False
+    return parts[first + 1] in _CHAT_COMMANDS and parts[first + 2][:1] in _CHANNEL_PREFIXES
+
+
 class _SharedBufferProtocol(asyncio.BufferedProtocol):
     """Reads into one buffer shared by every connection, instead of asyncio's default of a
     fresh 256 KiB bytes object per read: with thousands of puppets those temporary blocks
@@ -97,6 +111,16 @@ class _Connection(AioConnection):
     buffer_class = LenientDecodingLineBuffer
     protocol_class = _SharedBufferProtocol
     owner: IRCConnection
+    # A puppet's connection: channel chat is bridged from the bot's connection, so a puppet
+    # skips it before parsing (in a portal with N Matrix users each line reaches N puppets).
+    skip_channel_chat = False
+
+    def _process_line(self, line: str) -> None:
+        if self.skip_channel_chat and is_channel_chat(line):
+            if self.owner is not None:
+                self.owner._last_rx = time.monotonic()  # still a sign of a live link
+            return
+        super()._process_line(line)
 
     def __init__(self, reactor: AioReactor) -> None:
         super().__init__(reactor)
@@ -194,6 +218,7 @@ class IRCConnection:
     _cert_ready: bool = False  # the client certificate is loaded into `_tls`
     wanted_nick: str = ""
     authenticated: bool = False  # logged in to services, by SASL or NickServ
+    hears_channels: bool = True  # False for puppets: the bot's connection hears channels
 
     def __post_init__(self) -> None:
         self.wanted_nick = self.nick
@@ -264,6 +289,7 @@ class IRCConnection:
         self.on_state(self, "connecting", "")
         if self._conn is None:
             self._conn = self.reactor.server()
+            self._conn.skip_channel_chat = not self.hears_channels
             self._conn.owner = self
         self._registered_future = asyncio.get_running_loop().create_future()
         self._nick_tries = None

@@ -59,6 +59,7 @@ class IRCPuppet(NetworkClient):
             limiter=connector.limiter,
             on_event=self._on_event,
             on_state=self._on_state,
+            hears_channels=False,
         )
 
     @property

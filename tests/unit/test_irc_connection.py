@@ -68,3 +68,26 @@ def test_many_channels_are_joined_several_per_line() -> None:
     joined = [name for line in lines if line != "JOIN #locked sesame" for name in line[5:].split(",")]
     assert joined == [w.name for w in wishes[:100]]
     assert all(len(line) <= 405 for line in lines) and len(lines) < 10
+
+
+def test_channel_chat_is_told_apart_without_parsing() -> None:
+    from connectors.irc.connection import is_channel_chat
+
+    channel_lines = [
+        ":bob!b@h PRIVMSG #room :hello there",
+        "@time=2026-11-26T16:28:34.535Z;msgid=x :bob!b@h PRIVMSG #room :hi",
+        ":bob!b@h NOTICE &local :note",
+        ":bob!b@h PRIVMSG #room :\x01ACTION waves\x01",
+    ]
+    other_lines = [
+        ":bob!b@h PRIVMSG alice :a private line",  # a DM: the puppet must bring it
+        "@time=x :bob!b@h NOTICE alice :private notice",
+        ":irc.test NOTICE * :*** Looking up your hostname",
+        ":bob!b@h JOIN #room",
+        "PING :irc.test",
+        ":irc.test 001 alice :Welcome",
+        ":bob!b@h PRIVMSG",
+        "",
+    ]
+    assert all(is_channel_chat(line) for line in channel_lines)
+    assert not any(is_channel_chat(line) for line in other_lines)
