@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bridge.runtime import Bridge
 
 log = logging.getLogger("rapture.ghosts")
+INTENT_CACHE_SIZE = 256
 
 
 class GhostManager:
@@ -34,6 +35,7 @@ class GhostManager:
         }
         self._patterns = [(name, namer.pattern()) for name, namer in self._namers.items()]
         self._ready: dict[str, str] = {}  # MXID -> display name set on the homeserver
+        self._intents: dict[str, IntentAPI] = {}
 
     def mxid(self, network: str, remote_id: str) -> str:
         return self._namers[network].mxid(remote_id)
@@ -50,7 +52,15 @@ class GhostManager:
         return any(p.fullmatch(mxid) for _, p in self._patterns)
 
     def intent(self, mxid: str) -> IntentAPI:
-        return self.bridge.az.intent.user(mxid)
+        # mautrix builds an IntentAPI with dozens of wrapper closures each time: keep the
+        # recently active ghosts' ones (bounded, so 100k ghosts do not all stay in memory).
+        intent = self._intents.pop(mxid, None)
+        if intent is None:
+            intent = self.bridge.az.intent.user(mxid)
+            if len(self._intents) >= INTENT_CACHE_SIZE:
+                del self._intents[next(iter(self._intents))]
+        self._intents[mxid] = intent  # re-inserted: the dict's order is least recently used first
+        return intent
 
     async def ensure(self, network: str, user: RemoteUser) -> IntentAPI:
         """The ghost's intent, registered and named; cheap after the first call."""

@@ -38,12 +38,15 @@ class RoomDispatcher(Generic[T]):
     async def _work(self, key: str, queue: asyncio.Queue[T]) -> None:
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), self._idle)
-                except TimeoutError:
-                    if queue.empty():
-                        return
-                    continue
+                if queue.empty():
+                    try:
+                        item = await asyncio.wait_for(queue.get(), self._idle)
+                    except TimeoutError:
+                        if queue.empty():
+                            return
+                        continue
+                else:  # a burst: no timer (wait_for makes a task) per item
+                    item = queue.get_nowait()
                 try:
                     await self._handler(item)
                 except Exception:
