@@ -95,7 +95,7 @@ async def run(counts: list[int]) -> dict:
                     break
                 await asyncio.sleep(1)
             connected_after = time.perf_counter() - t0
-            await asyncio.sleep(20)  # settle; the bridge trims its heap 15 s after start
+            await asyncio.sleep(20)  # settle: the bridge trims its heap 10-15 s after the wave
             rss = rss_kb(stack.bridge.process.pid)
             points.append({"puppets": count, "online": online, "rss_kb": rss,
                            "kb_per_puppet": round((rss - idle) / count, 2),

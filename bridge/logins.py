@@ -339,6 +339,7 @@ class LoginManager:
     # -- state from the connector ------------------------------------------------------------
     def on_state(self, mxid: str, state: LoginState, message: str) -> None:
         self.states[mxid] = state
+        self.bridge.note_login_change()
         if state is LoginState.CONNECTED and self.runtime.outbox_waiting(mxid):
             self.bridge.spawn(self.flush(mxid))
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import random
 import re
+import time
 from typing import Any
 
 from mautrix.errors import MatrixError
@@ -36,7 +37,8 @@ from bridge.secrets import SecretBox
 
 log = logging.getLogger("rapture.bridge")
 OUTBOX_CHECK_SECONDS = 2.0
-TRIM_FIRST_SECONDS = 15.0
+TRIM_CHECK_SECONDS = 5.0
+TRIM_SETTLE_SECONDS = 10.0  # no login changed state for this long: a reconnect wave is over
 TRIM_EVERY_SECONDS = 300.0
 
 
@@ -78,6 +80,7 @@ class Bridge:
         self._background: set[asyncio.Task[Any]] = set()
         self._secret_box: SecretBox | None = None
         self.ready = asyncio.Event()
+        self.last_login_change = time.monotonic()  # when a puppet last connected, dropped...
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -143,13 +146,27 @@ class Bridge:
         async with self.sessions() as session:
             return int((await session.execute(select(func.count()).select_from(Login))).scalar_one())
 
+    def note_login_change(self) -> None:
+        self.last_login_change = time.monotonic()
+
     async def _trim_memory_periodically(self) -> None:
-        # Start-up and reconnect bursts leave freed memory inside the process; hand it back
-        # once things settle, then now and then (see bridge/memory.py).
-        await asyncio.sleep(TRIM_FIRST_SECONDS)
+        # Start-up and reconnect waves leave freed memory inside the process; hand it back
+        # once a wave is over (not at a fixed time, which a long wave outlasts), and now and
+        # then in any case (see bridge/memory.py).
+        trimmed_at = float("-inf")
         while True:
-            await asyncio.to_thread(trim_memory)
-            await asyncio.sleep(TRIM_EVERY_SECONDS)
+            await asyncio.sleep(TRIM_CHECK_SECONDS)
+            now = time.monotonic()
+            wave_over = (self.last_login_change > trimmed_at
+                         and now - self.last_login_change >= TRIM_SETTLE_SECONDS)
+            if wave_over or now - trimmed_at >= TRIM_EVERY_SECONDS:
+                started = time.perf_counter()
+                await asyncio.to_thread(trim_memory)
+                trimmed_at = time.monotonic()
+                took_ms = (time.perf_counter() - started) * 1000
+                # The collection holds the interpreter lock: say so when it was long enough
+                # to delay messages.
+                log.log(logging.INFO if took_ms >= 50 else logging.DEBUG, "memory trimmed in %.0f ms", took_ms)
 
     async def _prune_periodically(self) -> None:
         while True:

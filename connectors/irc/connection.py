@@ -71,16 +71,25 @@ class _SlimFeatures:
 
 _CHAT_COMMANDS = frozenset(("PRIVMSG", "NOTICE"))
 _CHANNEL_PREFIXES = frozenset("#&+!")
+# Replies a puppet never uses: server info, LUSERS, the MOTD, and a channel's topic and names
+# on joining (the bot's connection keeps track of channels).
+_PUPPET_UNUSED_NUMERICS = frozenset((
+    "002", "003", "004", "250", "251", "252", "253", "254", "255", "265", "266",
+    "372", "375", "376", "329", "332", "333", "353", "366",
+))
 
 
-def is_channel_chat(line: str) -> bool:
-    """A PRIVMSG or NOTICE to a channel (`[@tags ]:prefix PRIVMSG #chan :text`), told
-    without parsing the whole line."""
+def puppet_can_skip(line: str) -> bool:
+    """A line a puppet's connection can drop unparsed: chat in a channel (bridged from the
+    bot's connection; `[@tags ]:prefix PRIVMSG #chan :text`) or a reply it never uses."""
     parts = line.split(" ", 4)
     first = 1 if parts[0][:1] == "@" else 0
     if len(parts) < first + 3 or parts[first][:1] != ":":
         return False
-    return parts[first + 1] in _CHAT_COMMANDS and parts[first + 2][:1] in _CHANNEL_PREFIXES
+    command = parts[first + 1]
+    if command in _CHAT_COMMANDS:
+        return parts[first + 2][:1] in _CHANNEL_PREFIXES
+    return command in _PUPPET_UNUSED_NUMERICS
 
 
 class _SharedBufferProtocol(asyncio.BufferedProtocol):
@@ -111,12 +120,12 @@ class _Connection(AioConnection):
     buffer_class = LenientDecodingLineBuffer
     protocol_class = _SharedBufferProtocol
     owner: IRCConnection
-    # A puppet's connection: channel chat is bridged from the bot's connection, so a puppet
-    # skips it before parsing (in a portal with N Matrix users each line reaches N puppets).
-    skip_channel_chat = False
+    # A puppet's connection skips what it never uses before parsing it: in a portal with N
+    # Matrix users each line reaches N puppets, and at start-up every puppet gets the MOTD.
+    is_puppet = False
 
     def _process_line(self, line: str) -> None:
-        if self.skip_channel_chat and is_channel_chat(line):
+        if self.is_puppet and puppet_can_skip(line):
             if self.owner is not None:
                 self.owner._last_rx = time.monotonic()  # still a sign of a live link
             return
@@ -289,7 +298,7 @@ class IRCConnection:
         self.on_state(self, "connecting", "")
         if self._conn is None:
             self._conn = self.reactor.server()
-            self._conn.skip_channel_chat = not self.hears_channels
+            self._conn.is_puppet = not self.hears_channels
             self._conn.owner = self
         self._registered_future = asyncio.get_running_loop().create_future()
         self._nick_tries = None

@@ -70,24 +70,30 @@ def test_many_channels_are_joined_several_per_line() -> None:
     assert all(len(line) <= 405 for line in lines) and len(lines) < 10
 
 
-def test_channel_chat_is_told_apart_without_parsing() -> None:
-    from connectors.irc.connection import is_channel_chat
+def test_a_puppet_skips_channel_chat_and_unused_replies_without_parsing() -> None:
+    from connectors.irc.connection import puppet_can_skip
 
-    channel_lines = [
+    skipped = [
         ":bob!b@h PRIVMSG #room :hello there",
         "@time=2026-11-26T16:28:34.535Z;msgid=x :bob!b@h PRIVMSG #room :hi",
         ":bob!b@h NOTICE &local :note",
         ":bob!b@h PRIVMSG #room :\x01ACTION waves\x01",
+        ":irc.test 372 alice :- the message of the day",
+        ":irc.test 353 alice = #room :alice bob",
+        ":irc.test 366 alice #room :End of /NAMES list.",
     ]
-    other_lines = [
+    kept = [
         ":bob!b@h PRIVMSG alice :a private line",  # a DM: the puppet must bring it
         "@time=x :bob!b@h NOTICE alice :private notice",
         ":irc.test NOTICE * :*** Looking up your hostname",
         ":bob!b@h JOIN #room",
         "PING :irc.test",
         ":irc.test 001 alice :Welcome",
+        ":irc.test 005 alice CASEMAPPING=rfc1459 NICKLEN=30 :are supported by this server",
+        ":irc.test 311 alice bob b h * :Bob",  # WHOIS replies answer the whois command
+        ":irc.test 433 * alice :Nickname is already in use.",
         ":bob!b@h PRIVMSG",
         "",
     ]
-    assert all(is_channel_chat(line) for line in channel_lines)
-    assert not any(is_channel_chat(line) for line in other_lines)
+    assert all(puppet_can_skip(line) for line in skipped)
+    assert not any(puppet_can_skip(line) for line in kept)
