@@ -25,7 +25,7 @@ from bridge.config import Config
 from bridge.db.engine import make_engine, make_sessionmaker
 from bridge.db.models import Login, MatrixUser
 from bridge.limits import check_open_file_budget
-from bridge.memory import trim_memory
+from bridge.memory import trim_due, trim_memory
 from bridge.ghosts import GhostManager
 from bridge.matrix_to_remote import MatrixToRemote
 from bridge.networks import NetworkRuntime
@@ -38,8 +38,6 @@ from bridge.secrets import SecretBox
 log = logging.getLogger("rapture.bridge")
 OUTBOX_CHECK_SECONDS = 2.0
 TRIM_CHECK_SECONDS = 5.0
-TRIM_SETTLE_SECONDS = 10.0  # no login changed state for this long: a reconnect wave is over
-TRIM_EVERY_SECONDS = 300.0
 
 
 class Bridge:
@@ -81,6 +79,7 @@ class Bridge:
         self._secret_box: SecretBox | None = None
         self.ready = asyncio.Event()
         self.last_login_change = time.monotonic()  # when a puppet last connected, dropped...
+        self.login_changes = 0
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -148,25 +147,28 @@ class Bridge:
 
     def note_login_change(self) -> None:
         self.last_login_change = time.monotonic()
+        self.login_changes += 1
 
     async def _trim_memory_periodically(self) -> None:
         # Start-up and reconnect waves leave freed memory inside the process; hand it back
-        # once a wave is over (not at a fixed time, which a long wave outlasts), and now and
-        # then in any case (see bridge/memory.py).
-        trimmed_at = float("-inf")
+        # once a wave is over (not at a fixed time, which a long wave outlasts), with a full
+        # collection; now and then, only trim the C heap, which does not stop the event loop
+        # (see bridge/memory.py).
+        trimmed_at = time.monotonic()
+        changes_at_trim = 0
         while True:
             await asyncio.sleep(TRIM_CHECK_SECONDS)
-            now = time.monotonic()
-            wave_over = (self.last_login_change > trimmed_at
-                         and now - self.last_login_change >= TRIM_SETTLE_SECONDS)
-            if wave_over or now - trimmed_at >= TRIM_EVERY_SECONDS:
+            wave_over = trim_due(time.monotonic(), self.last_login_change,
+                                 self.login_changes - changes_at_trim, trimmed_at)
+            if wave_over is not None:
                 started = time.perf_counter()
-                await asyncio.to_thread(trim_memory)
-                trimmed_at = time.monotonic()
+                await asyncio.to_thread(trim_memory, wave_over)
+                trimmed_at, changes_at_trim = time.monotonic(), self.login_changes
                 took_ms = (time.perf_counter() - started) * 1000
-                # The collection holds the interpreter lock: say so when it was long enough
+                # A full collection holds the interpreter lock: say so when it was long enough
                 # to delay messages.
-                log.log(logging.INFO if took_ms >= 50 else logging.DEBUG, "memory trimmed in %.0f ms", took_ms)
+                level = logging.INFO if wave_over and took_ms >= 50 else logging.DEBUG
+                log.log(level, "memory trimmed in %.0f ms (full collection: %s)", took_ms, wave_over)
 
     async def _prune_periodically(self) -> None:
         while True:
