@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import statistics
 import tempfile
@@ -137,7 +138,8 @@ class MatrixUser:
     def __init__(self, base: str, user_id: str, token: str, http: aiohttp.ClientSession) -> None:
         self.base, self.user_id, self.token, self.http = base, user_id, token, http
         self.headers = {"Authorization": f"Bearer {token}"}
-        self.arrivals: dict[str, tuple[float, str]] = {}  # body -> (time seen, sender)
+        self.arrivals: dict[str, tuple[float, str]] = {}  # body -> (time first seen, sender)
+        self.timeline: list[tuple[float, str]] = []  # every body seen, repeats included, in order
         self._since: str | None = None
         self._sync_task: asyncio.Task[None] | None = None
 
@@ -171,6 +173,7 @@ class MatrixUser:
                     body = event.get("content", {}).get("body")
                     if isinstance(body, str):
                         self.arrivals.setdefault(body, (now, event.get("sender", "")))
+                        self.timeline.append((now, body))
 
     async def wait_for(self, body: str, timeout: float) -> float:
         deadline = time.perf_counter() + timeout
@@ -183,6 +186,80 @@ class MatrixUser:
     async def stop(self) -> None:
         if self._sync_task is not None:
             self._sync_task.cancel()
+
+
+# -- where the CPU goes ------------------------------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _postgres_seconds() -> float:
+    """CPU seconds of every PostgreSQL process (one per connection), for Synapse's database."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += _process_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
+    user, nice, system, idle, iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+class CpuMeter:
+    """CPU used during one phase: by the whole machine and by each server of the stack.
+
+    On a small machine the homeserver, its database, the IRC server and the bridge share the
+    cores; this says which of them limits a rate, and how fast the machine could go at all
+    (`machine_ceiling_lines_per_second`: the rate if every core were busy at the same cost
+    per line), so a target that needs more CPU than the machine has is told apart from one
+    the bridge misses.
+    """
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._pids = {"synapse": stack.synapse.process, "bridge": stack.bridge.process,
+                      "inspircd": stack.inspircd.process if stack.inspircd else None}
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    def _now(self) -> dict[str, float]:
+        values = {name: _process_seconds(proc.pid) for name, proc in self._pids.items() if proc}
+        values["postgres"] = _postgres_seconds()
+        values["machine"] = _machine_busy_seconds()
+        return values
+
+    def start(self) -> None:
+        self._start, self._t0 = self._now(), time.perf_counter()
+
+    def stop(self, lines: int) -> dict[str, Any]:
+        end, elapsed = self._now(), time.perf_counter() - self._t0
+        used = {name: end[name] - self._start[name] for name in end}
+        cores = os.cpu_count() or 1
+        busy = used["machine"] / elapsed
+        result: dict[str, Any] = {f"{name}_cores": round(value / elapsed, 2) for name, value in used.items()}
+        result["machine_cores"] = cores
+        if lines:
+            for name in ("bridge", "synapse", "postgres", "inspircd"):
+                if name in used:
+                    result[f"{name}_cpu_ms_per_line"] = round(used[name] * 1000 / lines, 2)
+            if busy > 0:
+                result["machine_ceiling_lines_per_second"] = round(lines / elapsed * cores / busy, 1)
+        return result
 
 
 @dataclass
@@ -212,12 +289,16 @@ async def _postgres(sql: str) -> None:
 
 @asynccontextmanager
 async def bench_stack(network_options: dict[str, Any] | None = None, workdir: Path | None = None,
-                      synapse_on_postgres: bool = False) -> AsyncIterator[Bench]:
-    """A fresh stack; Synapse on PostgreSQL (as in production) when asked, else on SQLite."""
+                      synapse_on_postgres: bool = False, floor_appservice: bool = True) -> AsyncIterator[Bench]:
+    """A fresh stack; Synapse on PostgreSQL (as in production) when asked, else on SQLite.
+
+    The floor appservice (interested in every room) is registered unless told not to: where
+    no figure needs it, it would only add a transaction per event to the homeserver's work.
+    """
     workdir = workdir or Path(tempfile.mkdtemp(prefix="rapture-bench-"))
     floor = FloorAppService()
     await floor.start()
-    registration = floor.registration(workdir / "floor-registration.json")
+    registrations = [floor.registration(workdir / "floor-registration.json")] if floor_appservice else []
     database = None
     if synapse_on_postgres:
         database = f"synapse_bench_{uuid.uuid4().hex[:8]}"
@@ -225,7 +306,7 @@ async def bench_stack(network_options: dict[str, Any] | None = None, workdir: Pa
                         "TEMPLATE template0")
     stack = await asyncio.to_thread(
         start_local_stack, workdir, permissions={DOMAIN: "admin"}, log_level="INFO",
-        network_options=network_options or {}, extra_registrations=[registration],
+        network_options=network_options or {}, extra_registrations=registrations,
         synapse_postgres_database=database,
     )
     try:

@@ -34,6 +34,12 @@ def _throughput(ax: Any, data: dict[str, Any]) -> None:
             if isinstance(v, dict) and "lines_per_second" in v}
     ax.barh([k.replace("_", " ") for k in bars], list(bars.values()))
     ax.set_xlabel("lines per second")
+    ceilings = [v["cpu"]["machine_ceiling_lines_per_second"] for k, v in data.items()
+                if k.endswith("_portals") and isinstance(v, dict)
+                and "machine_ceiling_lines_per_second" in v.get("cpu", {})]
+    if ceilings:  # the most this machine could carry across the portals, every core busy
+        ax.axvline(ceilings[0], color="red", linestyle="--", label="machine ceiling, portals")
+        ax.legend(loc="lower right")
     lost = sum(v.get("lost", 0) + v.get("doubled", 0) + v.get("out_of_order", 0)
                for v in data.values() if isinstance(v, dict))
     ax.set_title(f"Throughput (lost + doubled + reordered: {lost})")

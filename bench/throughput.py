@@ -17,7 +17,7 @@ import asyncio
 import time
 import uuid
 
-from bench.common import Bench, MatrixUser, TimedIrc, bench_stack, print_result
+from bench.common import Bench, CpuMeter, MatrixUser, TimedIrc, bench_stack, print_result
 
 IDLE_GIVE_UP = 20.0  # seconds without progress before counting the rest as lost
 
@@ -40,19 +40,25 @@ def check(expected: list[str], got: list[str]) -> dict:
     }
 
 
-async def _collect(observer: MatrixUser, prefix: str, want: int) -> list[tuple[float, str]]:
-    """Bodies starting with `prefix`, in the order /sync delivered them, until `want` or idle."""
+async def _collect(observer: MatrixUser, prefix: str, want: int,
+                   meter: CpuMeter) -> tuple[list[tuple[float, str]], dict]:
+    """Bodies starting with `prefix`, in the order /sync delivered them, repeats included (so
+    a doubled line is counted), until `want` distinct ones arrived or nothing came for a while;
+    and the CPU used until then."""
     last_count, last_change = 0, time.perf_counter()
     while True:
-        got = [(t, body) for body, (t, _sender) in observer.arrivals.items() if body.startswith(prefix)]
-        if len(got) >= want:
+        got = [(t, body) for t, body in observer.timeline if body.startswith(prefix)]
+        distinct = len({body for _, body in got})
+        if distinct >= want:
             break
         if len(got) != last_count:
             last_count, last_change = len(got), time.perf_counter()
         elif time.perf_counter() - last_change > IDLE_GIVE_UP:
             break
         await asyncio.sleep(0.05)
-    return sorted(got)
+    cpu = meter.stop(distinct)
+    await asyncio.sleep(0.5)  # a late duplicate still counts
+    return [(t, body) for t, body in observer.timeline if body.startswith(prefix)], cpu
 
 
 async def irc_to_matrix(bench: Bench, portals: int, lines: int) -> dict:
@@ -69,11 +75,13 @@ async def irc_to_matrix(bench: Bench, portals: int, lines: int) -> dict:
     await asyncio.sleep(2)  # ghosts of the senders join first
     run = uuid.uuid4().hex[:6]
     expected = {irc.nick: [f"{run} {irc.nick} {n}" for n in range(lines)] for irc, _, _ in senders}
+    meter = CpuMeter(bench.stack)
+    meter.start()
     t0 = time.perf_counter()
     for irc, channel, _ in senders:
         for text in expected[irc.nick]:
             irc.send(f"PRIVMSG {channel} :{text}")
-    got = await _collect(observer, run, portals * lines)
+    got, cpu = await _collect(observer, run, portals * lines, meter)
     elapsed = (got[-1][0] - t0) if got else float("nan")
     per_portal = [check(expected[irc.nick], [b for _, b in got if b.split(" ")[1] == irc.nick])
                   for irc, _, _ in senders]
@@ -81,7 +89,8 @@ async def irc_to_matrix(bench: Bench, portals: int, lines: int) -> dict:
     for irc, _, _ in senders:
         await irc.close()
     totals = {k: sum(p[k] for p in per_portal) for k in per_portal[0]}
-    return {**totals, "seconds": round(elapsed, 2), "lines_per_second": round(totals["delivered"] / elapsed, 1)}
+    return {**totals, "seconds": round(elapsed, 2), "lines_per_second": round(totals["delivered"] / elapsed, 1),
+            "cpu": cpu}
 
 
 async def matrix_client_floor(bench: Bench, lines: int) -> dict:
@@ -90,13 +99,17 @@ async def matrix_client_floor(bench: Bench, lines: int) -> dict:
     await observer.join(room)
     await observer.start_sync()
     run = uuid.uuid4().hex[:6]
+    meter = CpuMeter(bench.stack)
+    meter.start()
     t0 = time.perf_counter()
     for n in range(lines):
         await alice.send(room, f"{run} floor {n}")
-    got = await _collect(observer, run, lines)
+    got, cpu = await _collect(observer, run, lines, meter)
     await observer.stop()
     elapsed = got[-1][0] - t0
-    return {"delivered": len(got), "seconds": round(elapsed, 2), "lines_per_second": round(len(got) / elapsed, 1)}
+    delivered = len({body for _, body in got})
+    return {"delivered": delivered, "seconds": round(elapsed, 2), "lines_per_second": round(delivered / elapsed, 1),
+            "cpu": cpu}
 
 
 async def matrix_clients_parallel_floor(bench: Bench, rooms: int, lines: int) -> dict:
@@ -115,12 +128,16 @@ async def matrix_clients_parallel_floor(bench: Bench, rooms: int, lines: int) ->
         for n in range(lines):
             await sender.send(room, f"{run} {index} {n}")
 
+    meter = CpuMeter(bench.stack)
+    meter.start()
     t0 = time.perf_counter()
     await asyncio.gather(*(talk(s, r, i) for i, (s, r) in enumerate(senders)))
-    got = await _collect(observer, run, rooms * lines)
+    got, cpu = await _collect(observer, run, rooms * lines, meter)
     await observer.stop()
     elapsed = got[-1][0] - t0
-    return {"delivered": len(got), "seconds": round(elapsed, 2), "lines_per_second": round(len(got) / elapsed, 1)}
+    delivered = len({body for _, body in got})
+    return {"delivered": delivered, "seconds": round(elapsed, 2), "lines_per_second": round(delivered / elapsed, 1),
+            "cpu": cpu}
 
 
 async def matrix_to_irc(bench: Bench, users: int, lines: int) -> dict:
@@ -145,6 +162,8 @@ async def matrix_to_irc(bench: Bench, users: int, lines: int) -> dict:
             await person.send(room, text)
 
     start = len(irc.received)
+    meter = CpuMeter(bench.stack)
+    meter.start()
     t0 = time.perf_counter()
     await asyncio.gather(*(talk(p) for p in people))
     last_count, last_change = 0, time.perf_counter()
@@ -157,6 +176,7 @@ async def matrix_to_irc(bench: Bench, users: int, lines: int) -> dict:
         elif time.perf_counter() - last_change > IDLE_GIVE_UP:
             break
         await asyncio.sleep(0.05)
+    cpu = meter.stop(len(lines_in))
     stamps = [t for t, ln in irc.received[start:] if f" PRIVMSG {channel} :{run} " in ln]
     elapsed = (stamps[-1] - t0) if stamps else float("nan")
     results = []
@@ -166,11 +186,13 @@ async def matrix_to_irc(bench: Bench, users: int, lines: int) -> dict:
         results.append(check(texts, got))
     await irc.close()
     totals = {k: sum(r[k] for r in results) for k in results[0]}
-    return {**totals, "seconds": round(elapsed, 2), "lines_per_second": round(totals["delivered"] / elapsed, 1)}
+    return {**totals, "seconds": round(elapsed, 2), "lines_per_second": round(totals["delivered"] / elapsed, 1),
+            "cpu": cpu}
 
 
 async def run(lines: int, portals: int, users: int, postgres: bool) -> dict:
-    async with bench_stack(network_options={"flood_rate": 0}, synapse_on_postgres=postgres) as bench:
+    async with bench_stack(network_options={"flood_rate": 0}, synapse_on_postgres=postgres,
+                           floor_appservice=False) as bench:
         floor = await matrix_client_floor(bench, lines)
         one = await irc_to_matrix(bench, 1, lines)
         # The same number of lines, spread over many portals at once.
@@ -188,6 +210,11 @@ async def run(lines: int, portals: int, users: int, postgres: bool) -> dict:
         f"matrix_clients_{portals}_rooms_parallel_floor": parallel_floor,
         f"irc_to_matrix_{portals}_portals_vs_parallel_floor": round(
             many["lines_per_second"] / parallel_floor["lines_per_second"], 2),
+        # How many times the one-portal rate this machine could carry at all, with every core
+        # busy at the cost per line measured across the portals (homeserver, its database,
+        # the IRC server and the bridge together).
+        f"machine_ceiling_{portals}_portals_vs_one": round(
+            many["cpu"].get("machine_ceiling_lines_per_second", 0) / one["lines_per_second"], 2),
         f"matrix_to_irc_{users}_users_flood_off": m2i,
     }
 
