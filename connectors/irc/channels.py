@@ -35,6 +35,7 @@ from connectors.api import (
     Role,
 )
 from connectors.irc.formatting import irc_to_matrix
+from connectors.irc.refusals import Refusal, is_channel_name, refusal
 
 # Two server names: the QUIT reason of a netsplit ("*.net *.split" with hidden splits).
 NETSPLIT_RE = re.compile(r"^[\w*.-]+\.[\w*.-]+ [\w*.-]+\.[\w*.-]+$")
@@ -105,9 +106,24 @@ class ChannelTracker:
         return folded == self.fold(self.own_nick()) or self.puppet_of(folded) is not None
 
     def handle(self, event: Event) -> None:
+        refused = refusal(event)
+        if refused is not None:
+            self._report(refused)
+            return
         handler = getattr(self, f"_on_{event.type}", None)
         if handler is not None:
             handler(event)
+
+    def _report(self, refused: Refusal) -> None:
+        """The server would not let the bridge's connection in, or refused a relayed line."""
+        if not is_channel_name(refused.subject):
+            return
+        if refused.what == "join":
+            text = (f"The bridge could not join {refused.subject} on IRC: {refused.reason}. "
+                    "Nothing said there reaches Matrix until it can.")
+        else:
+            text = f"{refused.subject} did not take a message the bridge relayed: {refused.reason}"
+        self.emit(RemoteNotice(chat=self._chat(refused.subject), text=text))
 
     def reset(self) -> None:
         """Our connection dropped: what we knew of the channels is stale until we rejoin."""

@@ -35,6 +35,7 @@ from jaraco.stream.buffer import LenientDecodingLineBuffer
 from connectors.irc.flood import URGENT, ConnectionGone, FloodControl
 from connectors.irc.lines import clean_line
 from connectors.irc.nicks import DEFAULT_NICK_LENGTH, casefold, nick_variants
+from connectors.irc.refusals import is_channel_name
 from connectors.irc.tls import tls_context
 
 log = logging.getLogger("rapture.irc")
@@ -70,7 +71,6 @@ class _SlimFeatures:
 
 
 _CHAT_COMMANDS = frozenset(("PRIVMSG", "NOTICE"))
-_CHANNEL_PREFIXES = frozenset("#&+!")
 # Replies a puppet never uses: server info, LUSERS, the MOTD, and a channel's topic and names
 # on joining (the bot's connection keeps track of channels).
 _PUPPET_UNUSED_NUMERICS = frozenset((
@@ -88,7 +88,7 @@ def puppet_can_skip(line: str) -> bool:
         return False
     command = parts[first + 1]
     if command in _CHAT_COMMANDS:
-        return parts[first + 2][:1] in _CHANNEL_PREFIXES
+        return is_channel_name(parts[first + 2])
     return command in _PUPPET_UNUSED_NUMERICS
 
 

@@ -17,6 +17,7 @@ from connectors.api import (
     NetworkClient,
     OutgoingMessage,
     RemoteMessage,
+    RemoteNotice,
     SendError,
 )
 from connectors.irc.channels import message_id, server_time_ms
@@ -24,6 +25,7 @@ from connectors.irc.connection import IRCConnection
 from connectors.irc.flood import ConnectionGone
 from connectors.irc.formatting import irc_to_matrix
 from connectors.irc.lines import clean_line
+from connectors.irc.refusals import Refusal, is_channel_name, refusal
 from connectors.irc.render import render_lines
 
 if TYPE_CHECKING:
@@ -150,6 +152,20 @@ class IRCPuppet(NetworkClient):
             future.set_result(lines)
         return True
 
+    def _report(self, conn: IRCConnection, refused: Refusal) -> None:
+        """Tell the portal what the server would not do for this user."""
+        subject, reason = refused.subject, refused.reason
+        if is_channel_name(subject):
+            chat = ChatRef(conn.folded(subject), ChatKind.CHANNEL)
+            if refused.what == "join":
+                text = f"{conn.nick}, the IRC connection of {self.mxid}, could not join {subject}: {reason}"
+            else:
+                text = f"{subject} did not take a message from {conn.nick} ({self.mxid}): {reason}"
+        else:
+            chat = ChatRef(conn.folded(subject), ChatKind.DM, self.mxid)
+            text = f"Not delivered: {subject} is not on IRC ({reason})"
+        self.connector.emit(RemoteNotice(chat=chat, text=text))
+
     def _send_or_fail(self, line: str) -> None:
         try:
             self.conn.send(line)
@@ -174,6 +190,10 @@ class IRCPuppet(NetworkClient):
     def _on_event(self, conn: IRCConnection, event: Event) -> None:
         kind = event.type
         if self._whois and self._on_whois_reply(conn, event):
+            return
+        refused = refusal(event)
+        if refused is not None:
+            self._report(conn, refused)
             return
         if kind == "nick" and conn.folded(event.target) == conn.folded(conn.nick):
             self.connector.remember_puppet_nick(self)

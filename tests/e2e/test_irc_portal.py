@@ -274,8 +274,39 @@ async def test_private_messages_both_ways(stack: Stack, channel: Channel) -> Non
         await erin.wait_for(command("PRIVMSG", erin.nick, nick=channel.puppet, text="hello erin"))
         erin.send(f"PRIVMSG {channel.puppet} :hi back")
         await m.wait_for_event(dm, message_from(erin_mxid, body="hi back"))
+
+        # Erin leaves IRC: a line to her is refused, and the private chat is told so.
+        erin.send("QUIT :gone")
+        await erin.wait_for(lambda w: w[:1] == ["ERROR"])
+        await m.send_text(dm, "still there?")
+        await m.wait_for_event(dm, notice_from(erin_mxid, contains=f"Not delivered: {erin.nick} is not on IRC"),
+                               what="a notice that the line was not delivered")
     finally:
         erin.close()
+
+
+async def test_what_the_irc_server_refuses_is_told_in_the_portal(stack: Stack, channel: Channel) -> None:
+    m, irc, chan, bot = channel.matrix, channel.irc, channel.name, stack.local.bot_mxid
+    # A moderated channel does not take the puppet's line: the portal hears it, and why.
+    irc.send(f"MODE {chan} +m")
+    await irc.wait_for(lambda w: "MODE" in w and w[-1].lstrip(":") == "+m")
+    await m.send_text(channel.room_id, "can anyone hear me")
+    notice = await m.wait_for_event(
+        channel.room_id, notice_from(bot, contains=f"{chan} did not take a message from {channel.puppet}"),
+        what="a notice that the channel refused the line")
+    assert "+m" in notice["content"]["body"]  # the server's own words name the mode
+
+    # An invite-only channel keeps a newcomer's puppet out: the portal hears that too.
+    irc.send(f"MODE {chan} -m+i")
+    await irc.wait_for(lambda w: "MODE" in w and w[-1].lstrip(":") == "-m+i")
+    account = stack.account()
+    async with TestClient(stack.homeserver, account.user_id, account.token) as newcomer:
+        await newcomer.join(channel.room_id)
+        puppet = f"{account.user_id[1:].split(':')[0]}[m]"
+        await m.wait_for_event(
+            channel.room_id,
+            notice_from(bot, contains=f"{puppet}, the IRC connection of {account.user_id}, could not join {chan}"),
+            what="a notice that the puppet could not join")
 
 
 async def test_relay_users_are_spoken_for_by_the_bot(stack: Stack, channel: Channel) -> None:
@@ -363,3 +394,21 @@ async def test_only_valid_channels_make_portals(stack: Stack, alias: str) -> Non
         with pytest.raises(MatrixError) as refused:
             await m.join(alias)
         assert refused.value.status == 404
+
+
+async def test_a_channel_that_keeps_the_bridge_out_is_told_in_the_portal(stack: Stack) -> None:
+    name = f"#t{uuid.uuid4().hex[:8]}"
+    irc = IrcUser(stack.local.inspircd.port, f"i{uuid.uuid4().hex[:6]}")
+    try:
+        await irc.registered()
+        await irc.join(name)
+        irc.send(f"MODE {name} +i")
+        await irc.wait_for(lambda w: "MODE" in w and w[-1].lstrip(":") == "+i")
+        account = stack.account()
+        async with TestClient(stack.homeserver, account.user_id, account.token) as matrix:
+            room_id = await matrix.join(f"#local_{name}:localhost")
+            await matrix.wait_for_event(
+                room_id, notice_from(stack.local.bot_mxid, contains=f"The bridge could not join {name} on IRC"),
+                what="a notice that the bridge's connection was kept out")
+    finally:
+        irc.close()
