@@ -35,7 +35,7 @@ from connectors.api import (
     Role,
 )
 from connectors.irc.formatting import irc_to_matrix
-from connectors.irc.refusals import Refusal, is_channel_name, refusal
+from connectors.irc.refusals import Refusal, RefusalFilter, as_send_if_joined, is_channel_name, refusal
 
 # Two server names: the QUIT reason of a netsplit ("*.net *.split" with hidden splits).
 NETSPLIT_RE = re.compile(r"^[\w*.-]+\.[\w*.-]+ [\w*.-]+\.[\w*.-]+$")
@@ -94,6 +94,7 @@ class ChannelTracker:
         self.channels: dict[str, Channel] = {}
         self._splits: dict[str, _Split] = {}
         self._split_timer: asyncio.TimerHandle | None = None
+        self._refusals = RefusalFilter()
 
     def _chat(self, channel: str) -> ChatRef:
         return ChatRef(self.fold(channel), ChatKind.CHANNEL)
@@ -118,6 +119,10 @@ class ChannelTracker:
         """The server would not let the bridge's connection in, or refused a relayed line."""
         if not is_channel_name(refused.subject):
             return
+        folded = self.fold(refused.subject)
+        refused = as_send_if_joined(refused, folded in self.channels)
+        if not self._refusals.worth_telling(folded, refused):
+            return
         if refused.what == "join":
             text = (f"The bridge could not join {refused.subject} on IRC: {refused.reason}. "
                     "Nothing said there reaches Matrix until it can.")
@@ -135,6 +140,7 @@ class ChannelTracker:
         folded_chan = self.fold(event.target)
         if self.fold(nick) == self.fold(self.own_nick()):
             self.channels[folded_chan] = Channel(event.target)
+            self._refusals.joined_or_asked(folded_chan)
             return
         channel = self.channels.get(folded_chan)
         if channel is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,13 +26,21 @@ from connectors.irc.connection import IRCConnection
 from connectors.irc.flood import ConnectionGone
 from connectors.irc.formatting import irc_to_matrix
 from connectors.irc.lines import clean_line
-from connectors.irc.refusals import Refusal, is_channel_name, refusal
+from connectors.irc.refusals import (
+    NOT_ON_IRC,
+    Refusal,
+    RefusalFilter,
+    as_send_if_joined,
+    is_channel_name,
+    refusal,
+)
 from connectors.irc.render import render_lines
 
 if TYPE_CHECKING:
     from connectors.irc.connector import IRCConnector
 
 WHOIS_TIMEOUT = 10.0
+DM_REFUSAL_SECONDS = 60.0  # a "no such nick" this soon after a private line is about it
 _WHOIS_LINES = {
     "whoisuser": lambda a: f"{a[0]} is {a[1]}@{a[2]} ({a[-1]})",
     "whoisserver": lambda a: f"{a[0]} is on {a[1]}" + (f" ({a[2]})" if len(a) > 2 else ""),
@@ -47,11 +56,14 @@ _STATES = {"connecting": LoginState.CONNECTING, "connected": LoginState.CONNECTE
 
 
 class IRCPuppet(NetworkClient):
-    __slots__ = ("connector", "mxid", "conn", "_whois")
+    __slots__ = ("connector", "mxid", "conn", "_whois", "_refusals", "_dm_sent")
     def __init__(self, connector: IRCConnector, login: LoginInfo, nick: str) -> None:
         self.connector = connector
         self.mxid = login.mxid
         self._whois: dict[str, tuple[list[str], asyncio.Future[list[str]]]] = {}
+        # Made on first use: most puppets are never refused anything.
+        self._refusals: RefusalFilter | None = None
+        self._dm_sent: dict[str, float] | None = None  # folded nick -> when we last wrote to it
         self.conn = IRCConnection(
             settings=connector.settings_for(login.username or login.localpart, login.displayname,
                                             account=login.username, password=login.password,
@@ -84,6 +96,8 @@ class IRCPuppet(NetworkClient):
         await self.conn.stop(reason)
 
     async def join(self, chat_id: str, key: str = "") -> None:
+        if self._refusals is not None:
+            self._refusals.joined_or_asked(self.conn.folded(chat_id))  # asked again: tell again
         self.conn.join(chat_id, key)
 
     async def part(self, chat_id: str, reason: str = "") -> None:
@@ -98,6 +112,12 @@ class IRCPuppet(NetworkClient):
         lines = render_lines(message, target=chat.id, nick=self.conn.nick, mask_bytes=self.conn.mask_bytes)
         if not lines:
             return
+        if chat.kind is ChatKind.DM:  # so that a "no such nick" can be told as this line's fate
+            if self._dm_sent is None:
+                self._dm_sent = {}
+            elif len(self._dm_sent) >= 64:
+                self._dm_sent.clear()
+            self._dm_sent[self.conn.folded(chat.id)] = time.monotonic()
         try:
             for line in lines[:-1]:
                 self.conn.send(line)
@@ -154,17 +174,28 @@ class IRCPuppet(NetworkClient):
 
     def _report(self, conn: IRCConnection, refused: Refusal) -> None:
         """Tell the portal what the server would not do for this user."""
+        folded = conn.folded(refused.subject)
         subject, reason = refused.subject, refused.reason
         if is_channel_name(subject):
-            chat = ChatRef(conn.folded(subject), ChatKind.CHANNEL)
+            refused = as_send_if_joined(refused, folded in conn.joined)
+            chat = ChatRef(folded, ChatKind.CHANNEL)
             if refused.what == "join":
                 text = f"{conn.nick}, the IRC connection of {self.mxid}, could not join {subject}: {reason}"
             else:
                 text = f"{subject} did not take a message from {conn.nick} ({self.mxid}): {reason}"
         else:
-            chat = ChatRef(conn.folded(subject), ChatKind.DM, self.mxid)
-            text = f"Not delivered: {subject} is not on IRC ({reason})"
-        self.connector.emit(RemoteNotice(chat=chat, text=text))
+            # Only about a line this user sent lately: a 401 also answers a KICK, a late WHOIS
+            # or the connection's own NickServ IDENTIFY.
+            sent = self._dm_sent.get(folded) if self._dm_sent is not None else None
+            if sent is None or time.monotonic() - sent > DM_REFUSAL_SECONDS:
+                return
+            chat = ChatRef(folded, ChatKind.DM, self.mxid)
+            text = (f"Not delivered: {subject} is not on IRC ({reason})" if refused.code == NOT_ON_IRC
+                    else f"Not delivered to {subject}: {reason}")
+        if self._refusals is None:
+            self._refusals = RefusalFilter()
+        if self._refusals.worth_telling(folded, refused):
+            self.connector.emit(RemoteNotice(chat=chat, text=text))
 
     def _send_or_fail(self, line: str) -> None:
         try:
@@ -195,6 +226,9 @@ class IRCPuppet(NetworkClient):
         if refused is not None:
             self._report(conn, refused)
             return
+        if (kind == "join" and self._refusals is not None and event.target
+                and conn.folded(NickMask(event.source).nick) == conn.folded(conn.nick)):
+            self._refusals.joined_or_asked(conn.folded(event.target))
         if kind == "nick" and conn.folded(event.target) == conn.folded(conn.nick):
             self.connector.remember_puppet_nick(self)
             if self.connector.ctx is not None:

@@ -97,3 +97,20 @@ def test_a_puppet_skips_channel_chat_and_unused_replies_without_parsing() -> Non
     ]
     assert all(puppet_can_skip(line) for line in skipped)
     assert not any(puppet_can_skip(line) for line in kept)
+
+
+def test_a_puppet_connection_parses_only_what_it_uses(monkeypatch: object) -> None:
+    from irc.client_aio import AioConnection
+
+    from connectors.irc.connection import _Connection
+
+    parsed: list[str] = []
+    monkeypatch.setattr(AioConnection, "_process_line", lambda self, line: parsed.append(line))  # type: ignore[attr-defined]
+    lines = [":bob!b@h PRIVMSG #room :in the channel", ":bob!b@h PRIVMSG alice :private",
+             ":irc.test 372 alice :- motd"]
+    bot, puppet = _Connection.__new__(_Connection), _Connection.__new__(_Connection)
+    puppet.is_puppet, puppet.owner = True, None
+    for line in lines:
+        bot._process_line(line)
+        puppet._process_line(line)
+    assert parsed == [lines[0], lines[1], lines[1], lines[2]]  # the bot all; the puppet the DM only
