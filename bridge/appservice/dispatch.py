@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 log = logging.getLogger("rapture.dispatch")
+BURST_YIELD_EVERY = 32
 T = TypeVar("T")
 
 
@@ -36,6 +37,7 @@ class RoomDispatcher(Generic[T]):
             self._workers[key] = asyncio.create_task(self._work(key, queue), name=f"queue:{key}")
 
     async def _work(self, key: str, queue: asyncio.Queue[T]) -> None:
+        burst = 0
         try:
             while True:
                 if queue.empty():
@@ -45,8 +47,11 @@ class RoomDispatcher(Generic[T]):
                         if queue.empty():
                             return
                         continue
-                else:  # a burst: no timer (wait_for makes a task) per item
+                else:  # a burst: no timer (wait_for makes a task) per item...
                     item = queue.get_nowait()
+                    burst += 1
+                    if burst % BURST_YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # ...but other rooms still get their turn
                 try:
                     await self._handler(item)
                 except Exception:
