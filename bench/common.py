@@ -300,20 +300,22 @@ async def bench_stack(network_options: dict[str, Any] | None = None, workdir: Pa
     await floor.start()
     registrations = [floor.registration(workdir / "floor-registration.json")] if floor_appservice else []
     database = None
-    if synapse_on_postgres:
-        database = f"synapse_bench_{uuid.uuid4().hex[:8]}"
-        await _postgres(f"CREATE DATABASE {database} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
-                        "TEMPLATE template0")
-    stack = await asyncio.to_thread(
-        start_local_stack, workdir, permissions={DOMAIN: "admin"}, log_level="INFO",
-        network_options=network_options or {}, extra_registrations=registrations,
-        synapse_postgres_database=database,
-    )
+    stack: LocalStack | None = None
     try:
+        if synapse_on_postgres:
+            database = f"synapse_bench_{uuid.uuid4().hex[:8]}"
+            await _postgres(f"CREATE DATABASE {database} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
+                            "TEMPLATE template0")
+        stack = await asyncio.to_thread(
+            start_local_stack, workdir, permissions={DOMAIN: "admin"}, log_level="INFO",
+            network_options=network_options or {}, extra_registrations=registrations,
+            synapse_postgres_database=database,
+        )
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
             yield Bench(stack, floor, http)
-    finally:
-        await asyncio.to_thread(stack.stop)
+    finally:  # also when the stack never came up: no server and no database is left behind
+        if stack is not None:
+            await asyncio.to_thread(stack.stop)
         await floor.stop()
         if database:
             await _postgres(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

@@ -7,7 +7,6 @@ channel, so at start each one reconnects its puppet.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 
 from sqlalchemy import insert
@@ -15,6 +14,8 @@ from sqlalchemy import insert
 from bridge.config import load_config
 from bridge.db.engine import make_engine
 from bridge.db.models import Ghost, Login, MatrixUser, Portal
+
+from bench import cli
 
 CHUNK = 5000
 
@@ -45,7 +46,7 @@ async def generate(db_url: str, *, network: str, domain: str, portals: int, ghos
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--network", default="local")
     parser.add_argument("--portals", type=int, default=10_000)

@@ -3,14 +3,16 @@
 Logins and portals are written straight into the bridge's database (the homeserver is not
 needed to hold a puppet), then the bridge is restarted: at start it reconnects every login
 that sits in a channel. We wait until the IRC server counts every puppet, let things settle,
-and read VmRSS from /proc. The slope is the cost of one puppet.
+and read VmRSS from /proc. Two figures per puppet: each point's `kb_per_puppet` is
+(RSS - idle RSS) / puppets, so it still carries fixed costs (code paths warmed, caches, the
+portals) and falls as puppets grow; `slope_kb_per_puppet`, between the first and the last
+point, is what one more puppet costs, the figure the target is about.
 
 Usage: python -m bench.memory [--counts 100,1000,10000]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import subprocess
@@ -19,6 +21,7 @@ import time
 
 from sqlalchemy import insert
 
+from bench import cli
 from bench.common import TimedIrc, bench_stack, print_result
 from bridge.db.engine import make_engine
 from bridge.db.models import Login, MatrixUser, Portal
@@ -110,7 +113,7 @@ async def run(counts: list[int]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--counts", default="100,1000,10000")
     args = parser.parse_args()
     print_result(asyncio.run(run([int(c) for c in args.counts.split(",")])))

@@ -7,7 +7,6 @@ Usage: python -m bench.report RESULT.json [RESULT.json ...] -o bench-report.png
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
+
+from bench import cli
 
 
 def _latency(ax: Any, data: dict[str, Any]) -> None:
@@ -70,7 +71,7 @@ DRAW = {"latency": _latency, "throughput": _throughput, "memory": _memory, "star
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("results", nargs="+", type=Path)
     parser.add_argument("-o", "--output", type=Path, default=Path("bench-report.png"))
     args = parser.parse_args()

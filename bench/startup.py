@@ -7,7 +7,6 @@ Usage: python -m bench.startup [--portals 10000] [--ghosts 100000] [--logins 100
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -16,6 +15,7 @@ import urllib.request
 
 from ruamel.yaml import YAML
 
+from bench import cli
 from bench.common import TimedIrc, bench_stack, print_result
 from bench.generate_db import generate
 from bench.memory import users_on_server
@@ -73,7 +73,8 @@ async def run(portals: int, ghosts: int, logins: int, concurrency: int) -> dict:
         # The pace of reconnects: puppets online over time.
         curve: list[tuple[float, int]] = []
         for _ in range(600):
-            online = await users_on_server(watcher) - base_users  # base_users had the bot already
+            # base_users counted the bridge's own connection: until it is back, that is -1.
+            online = max(0, await users_on_server(watcher) - base_users)
             curve.append((round(time.perf_counter() - t0, 2), online))
             if online >= logins:
                 break
@@ -94,7 +95,7 @@ async def run(portals: int, ghosts: int, logins: int, concurrency: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--portals", type=int, default=10_000)
     parser.add_argument("--ghosts", type=int, default=100_000)
     parser.add_argument("--logins", type=int, default=1_000)
