@@ -10,7 +10,6 @@ from mautrix.errors import MatrixError
 from connectors.api import SendError
 
 from bridge.commands.registry import CommandContext, CommandRegistry, UsageError
-from bridge.logins import ClientCertError, parse_client_cert
 from bridge.permissions import Level
 
 if TYPE_CHECKING:
@@ -185,6 +184,8 @@ def register_network_commands(registry: CommandRegistry) -> None:
         if len(parts) < 2:
             raise UsageError("Paste your certificate and its unencrypted private key (PEM) after the "
                              "network name, in the same message.")
+        from bridge.client_cert import ClientCertError, parse_client_cert  # only when needed
+
         try:
             cert = parse_client_cert(parts[1])
         except ClientCertError as exc:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 from irc.client import Event
 
-from bridge.logins import ClientCertError, parse_client_cert
+from bridge.client_cert import ClientCertError, parse_client_cert
 from connectors.irc.connection import ConnectionSettings, IRCConnection
 from connectors.irc.tls import tls_context
 from connectors.irc.flood import FloodControl
