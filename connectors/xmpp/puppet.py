@@ -28,6 +28,7 @@ from connectors.api import (
 from connectors.xmpp import stanzas
 from connectors.xmpp.jids import clean_nick, normalize_user, parse
 from connectors.xmpp.stanzas import Message, Presence
+from connectors.xmpp.styling import styling_to_html
 from connectors.xmpp.text import parse_body, render_body
 
 if TYPE_CHECKING:
@@ -232,13 +233,15 @@ class XMPPPuppet(NetworkClient):
         chat = ChatRef(sender.id, ChatKind.DM, self.mxid)
         remote_id = m.id or m.origin_id or None
         edit = self.connector.edit_event
+        html = styling_to_html(text)
         if m.replace_id and edit is not None:
             self.connector.emit(edit(chat=chat, sender=sender, target_id=m.replace_id, kind=kind, text=text,
-                                     html=None, timestamp_ms=m.timestamp_ms, remote_id=remote_id))
+                                     html=html, timestamp_ms=m.timestamp_ms, remote_id=remote_id))
             return
         if m.replace_id:
             text = f"* {text}"
-        self.connector.emit(RemoteMessage(chat=chat, sender=sender, kind=kind, text=text,
+            html = f"* {html}" if html else None
+        self.connector.emit(RemoteMessage(chat=chat, sender=sender, kind=kind, text=text, html=html,
                                           timestamp_ms=m.timestamp_ms, remote_id=remote_id))
 
     # -- internals -----------------------------------------------------------------------------

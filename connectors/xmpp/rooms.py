@@ -31,7 +31,7 @@ from connectors.api import (
 from connectors.xmpp import stanzas
 from connectors.xmpp.jids import occupant_id, parse
 from connectors.xmpp.stanzas import Message, Presence
-from connectors.xmpp.text import mention_pill, parse_body
+from connectors.xmpp.text import message_html, parse_body
 
 
 def role_of(role: str, affiliation: str) -> Role:
@@ -274,7 +274,7 @@ class RoomTracker:
         if not m.body:
             return
         kind, text = parse_body(m.body)
-        html = mention_pill(text, lambda n: self.puppet_of(state.jid, n, None))
+        html = message_html(text, lambda n: self.puppet_of(state.jid, n, None))
         remote_id = m.id or m.origin_id or None
         if m.replace_id:
             if self.edit_event is not None:

@@ -13,6 +13,7 @@ import re
 from html.parser import HTMLParser
 
 from connectors.api import MessageKind, OutgoingMessage
+from connectors.xmpp.styling import styling_to_html
 
 # XML 1.0 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -139,12 +140,26 @@ def parse_body(body: str) -> tuple[MessageKind, str]:
 
 def mention_pill(text: str, mxid_of_nick) -> str | None:  # noqa: ANN001 - Callable[[str], str | None]
     """`nick: hi` addressed to a puppet's nick becomes HTML with a pill of its Matrix user."""
+    pill, rest = _mention(text, mxid_of_nick)
+    if pill is None:
+        return None
+    return pill + html_lib.escape(rest, quote=False).replace("\n", "<br>")
+
+
+def message_html(text: str, mxid_of_nick) -> str | None:  # noqa: ANN001 - Callable[[str], str | None]
+    """Matrix HTML for an XMPP body: a pill for `nick: ` addressed to a puppet, and the
+    XEP-0393 styling of the rest; None when neither is there (the plain body says it all)."""
+    pill, rest = _mention(text, mxid_of_nick)
+    styled = styling_to_html(rest)
+    if pill is None and styled is None:
+        return None
+    return (pill or "") + (styled if styled is not None else html_lib.escape(rest, quote=False).replace("\n", "<br>"))
+
+
+def _mention(text: str, mxid_of_nick) -> tuple[str | None, str]:  # noqa: ANN001
     match = re.match(r"^([^\s:,]+(?: [^\s:,]+)?)([:,]) ", text)
-    if not match:
-        return None
-    mxid = mxid_of_nick(match.group(1))
-    if mxid is None:
-        return None
-    rest = html_lib.escape(text[match.end():], quote=False).replace("\n", "<br>")
-    return (f'<a href="https://matrix.to/#/{html_lib.escape(mxid)}">{html_lib.escape(match.group(1))}</a>'
-            f"{match.group(2)} {rest}")
+    mxid = mxid_of_nick(match.group(1)) if match else None
+    if match is None or mxid is None:
+        return None, text
+    pill = f'<a href="https://matrix.to/#/{html_lib.escape(mxid)}">{html_lib.escape(match.group(1))}</a>'
+    return f"{pill}{match.group(2)} ", text[match.end():]

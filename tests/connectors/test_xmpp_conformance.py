@@ -42,11 +42,11 @@ class XmppHarness(MatrixSide):
     network = "xmpp"
     # notices=False: XMPP has no notice message kind (a groupchat body is a message or a
     #   `/me` emote); the scenario skips the notice half, the emote half runs.
-    # formatting=False: the connector sends plain bodies (Matrix HTML becomes `*bold*`) and
-    #   reads no XHTML-IM, so there is no formatting round trip to check.
+    # formatting: XEP-0393 message styling both ways (Matrix HTML becomes `*bold*`, and
+    #   `*bold*` from an XMPP client becomes Matrix HTML); no XHTML-IM.
     # raw_bytes=False: an XMPP body is XML text; a client cannot send invalid UTF-8 (Prosody
     #   would close the stream as not-well-formed before anything reached the bridge).
-    caps = Capabilities(notices=False, formatting=False, raw_bytes=False)
+    caps = Capabilities(notices=False, formatting=True, raw_bytes=False)
 
     def __init__(self, xs: XmppStack) -> None:
         self.xs = xs
@@ -167,10 +167,13 @@ class XmppHarness(MatrixSide):
                                  what=f"self-presence in {chat}")
 
     def formatted_samples(self) -> tuple[str, str, str, str, str]:
-        raise NotImplementedError("caps.formatting is False")
+        # The plain body keeps the styling marks (XEP-0393 asks that of clients that cannot style).
+        return ("*bold* _italic_ `code`", "*bold* _italic_ `code`",
+                "<strong>bold</strong> <em>italic</em> <code>code</code>",
+                "<b>bold</b> <i>it</i>", "*bold* _it_")
 
     def unformatted_rendering(self) -> str:
-        return "*bold* _it_"  # XEP-0393 message styling, which XMPP clients render
+        raise NotImplementedError("caps.formatting is True")
 
     async def close(self) -> None:
         for user in self.users.values():
