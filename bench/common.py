@@ -201,17 +201,17 @@ def _process_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _postgres_seconds() -> float:
-    """CPU seconds of every PostgreSQL process (one per connection), for Synapse's database."""
-    total = 0.0
+def _postgres_seconds() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL process (one per connection), for Synapse's database."""
+    seconds: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 if (entry / "comm").read_text().strip() == "postgres":
-                    total += _process_seconds(int(entry.name))
+                    seconds[int(entry.name)] = _process_seconds(int(entry.name))
             except OSError:
                 continue
-    return total
+    return seconds
 
 
 def _machine_busy_seconds() -> float:
@@ -235,20 +235,24 @@ class CpuMeter:
         self._pids = {"synapse": stack.synapse.process, "bridge": stack.bridge.process,
                       "inspircd": stack.inspircd.process if stack.inspircd else None}
         self._start: dict[str, float] = {}
+        self._postgres_start: dict[int, float] = {}
         self._t0 = 0.0
 
     def _now(self) -> dict[str, float]:
         values = {name: _process_seconds(proc.pid) for name, proc in self._pids.items() if proc}
-        values["postgres"] = _postgres_seconds()
         values["machine"] = _machine_busy_seconds()
         return values
 
     def start(self) -> None:
-        self._start, self._t0 = self._now(), time.perf_counter()
+        self._start, self._postgres_start = self._now(), _postgres_seconds()
+        self._t0 = time.perf_counter()
 
     def stop(self, lines: int) -> dict[str, Any]:
-        end, elapsed = self._now(), time.perf_counter() - self._t0
+        end, postgres_end, elapsed = self._now(), _postgres_seconds(), time.perf_counter() - self._t0
         used = {name: end[name] - self._start[name] for name in end}
+        # Per process: a connection that ended during the phase must not subtract what it
+        # had used before (its time in the phase is lost either way, so this is a floor).
+        used["postgres"] = sum(t - self._postgres_start.get(pid, 0.0) for pid, t in postgres_end.items())
         cores = os.cpu_count() or 1
         busy = used["machine"] / elapsed
         result: dict[str, Any] = {f"{name}_cores": round(value / elapsed, 2) for name, value in used.items()}
