@@ -35,7 +35,8 @@ from connectors.api import (
     Role,
 )
 from connectors.irc.formatting import irc_to_matrix
-from connectors.irc.refusals import Refusal, RefusalFilter, as_send_if_joined, is_channel_name, refusal
+from connectors.irc.nicks import is_channel_name
+from connectors.irc.refusals import Refusal, RefusalFilter, as_send_if_joined, refusal
 
 # Two server names: the QUIT reason of a netsplit ("*.net *.split" with hidden splits).
 NETSPLIT_RE = re.compile(r"^[\w*.-]+\.[\w*.-]+ [\w*.-]+\.[\w*.-]+$")

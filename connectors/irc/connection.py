@@ -34,8 +34,7 @@ from jaraco.stream.buffer import LenientDecodingLineBuffer
 
 from connectors.irc.flood import URGENT, ConnectionGone, FloodControl
 from connectors.irc.lines import clean_line
-from connectors.irc.nicks import DEFAULT_NICK_LENGTH, casefold, nick_variants
-from connectors.irc.refusals import is_channel_name
+from connectors.irc.nicks import DEFAULT_NICK_LENGTH, casefold, is_channel_name, nick_variants
 from connectors.irc.tls import tls_context
 
 log = logging.getLogger("rapture.irc")

@@ -54,3 +54,8 @@ def nick_variants(nick: str, max_length: int = DEFAULT_NICK_LENGTH, count: int =
         if candidate not in out and candidate != nick:
             out.append(candidate)
     return out[:count]
+
+
+def is_channel_name(name: str) -> bool:
+    """A channel's name (by its prefix), not a nick's."""
+    return name[:1] in CHANNEL_PREFIXES

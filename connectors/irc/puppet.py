@@ -26,12 +26,12 @@ from connectors.irc.connection import IRCConnection
 from connectors.irc.flood import ConnectionGone
 from connectors.irc.formatting import irc_to_matrix
 from connectors.irc.lines import clean_line
+from connectors.irc.nicks import is_channel_name
 from connectors.irc.refusals import (
     NOT_ON_IRC,
     Refusal,
     RefusalFilter,
     as_send_if_joined,
-    is_channel_name,
     refusal,
 )
 from connectors.irc.render import render_lines

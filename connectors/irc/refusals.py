@@ -20,13 +20,8 @@ from irc.client import Event
 _JOIN = frozenset(("toomanychannels", "channelisfull", "inviteonlychan", "bannedfromchan",
                    "badchannelkey", "nochanmodes", "489"))
 _SEND = frozenset(("cannotsendtochan", "nosuchnick"))
-_CHANNEL_PREFIXES = frozenset("#&+!")
 REPEAT_SECONDS = 5.0  # the same refused line again within this is not told twice
 NOT_ON_IRC = "nosuchnick"
-
-
-def is_channel_name(name: str) -> bool:
-    return name[:1] in _CHANNEL_PREFIXES
 
 
 @dataclass(frozen=True, slots=True)

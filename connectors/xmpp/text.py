@@ -138,14 +138,6 @@ def parse_body(body: str) -> tuple[MessageKind, str]:
     return MessageKind.TEXT, body
 
 
-def mention_pill(text: str, mxid_of_nick) -> str | None:  # noqa: ANN001 - Callable[[str], str | None]
-    """`nick: hi` addressed to a puppet's nick becomes HTML with a pill of its Matrix user."""
-    pill, rest = _mention(text, mxid_of_nick)
-    if pill is None:
-        return None
-    return pill + html_lib.escape(rest, quote=False).replace("\n", "<br>")
-
-
 def message_html(text: str, mxid_of_nick) -> str | None:  # noqa: ANN001 - Callable[[str], str | None]
     """Matrix HTML for an XMPP body: a pill for `nick: ` addressed to a puppet, and the
     XEP-0393 styling of the rest; None when neither is there (the plain body says it all)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connectors.api import MessageKind, OutgoingMessage
-from connectors.xmpp.text import html_to_text, mention_pill, parse_body, render_body, xml_safe
+from connectors.xmpp.text import html_to_text, message_html, parse_body, render_body, xml_safe
 
 
 def out(text: str, html: str | None = None, kind: MessageKind = MessageKind.TEXT,
@@ -57,7 +57,7 @@ def test_incoming_bodies() -> None:
 
 def test_mentions_of_puppets_become_pills() -> None:
     lookup = {"alice[m]": "@alice:hs"}.get
-    assert mention_pill("alice[m]: hi <b>", lookup) == (
+    assert message_html("alice[m]: hi <b>", lookup) == (
         '<a href="https://matrix.to/#/@alice:hs">alice[m]</a>: hi &lt;b&gt;')
-    assert mention_pill("carol: hi", lookup) is None
-    assert mention_pill("no mention", lookup) is None
+    assert message_html("carol: hi", lookup) is None
+    assert message_html("no mention", lookup) is None
