@@ -303,14 +303,18 @@ class Bridge:
 
     # -- homeserver queries ----------------------------------------------------------------
     async def query_user(self, mxid: str) -> dict[str, Any] | None:
-        """200 for any valid ghost ID (registering it first), 404 for everything else."""
+        """200 for any valid ghost ID, 404 for everything else.
+
+        The homeserver asks this before an invite and names no inviter, so an unknown ghost is
+        not registered here: that waits for the invite, where the inviter's permission is
+        checked first (MatrixToRemote.ghost_invite). Known ghosts are refreshed."""
         parsed = self.ghosts.parse(mxid)
         if parsed is None:
             return None
         network, remote_id = parsed
         if not await self.ghosts.known(mxid):
-            if self.networks[network].connector.normalize_user(remote_id) != remote_id:
-                return None
+            valid = self.networks[network].connector.normalize_user(remote_id) == remote_id
+            return {} if valid else None
         try:
             await self.ghosts.ensure(network, self.remote_user(network, remote_id))
         except MatrixError:
