@@ -32,7 +32,7 @@ def doors_stack(tmp_path_factory: pytest.TempPathFactory, inspircd: InspircdServ
         local = start_local_stack(
             tmp_path_factory.mktemp("doors"), domain=DOMAIN, permissions=PERMISSIONS, inspircd=inspircd,
             network_options={"relay": True, "link_consent_timeout": CONSENT_SECONDS, "bot_nick": "doorbot",
-                             "nick_template": "{localpart}[d]"},
+                             "nick_template": "{localpart}[d]", "max_new_dms_per_hour": 1},
             extra_networks={"closed": closed}, provisioning_secret=PROVISIONING_SECRET,
         )
     except ServerUnavailable as exc:
@@ -178,35 +178,71 @@ async def test_closed_network_gives_users_no_alias_portal_and_no_link(doors_stac
     assert _joins(irc, name, "closedbot") == 1
 
 
-async def test_a_none_user_opens_nothing(doors_stack: Stack, op: tuple[IrcUser, str]) -> None:
+async def test_a_none_users_alias_query_opens_nothing(doors_stack: Stack, op: tuple[IrcUser, str]) -> None:
     irc, name = op
     nobody = _account(doors_stack, "nobody")
-    ghost = f"@local_{irc.nick.lower()}:localhost"
+    alias = f"#local_{name}:localhost"
     async with TestClient(doors_stack.homeserver, nobody.user_id, nobody.token) as n:
-        # An alias: the room the query made is gone again, and nothing reached IRC.
-        alias = f"#local_{name}:localhost"
+        # The room the query made stays dormant and is abandoned at their join: nothing on IRC.
         room = await n.join(alias)
         await n.wait_for_membership(room, nobody.user_id, "leave")
         assert _portal_rows(doors_stack, name) == 0
+    # A permitted user after them: their join of the same alias bridges the channel, and that
+    # JOIN is the bridge's first in it.
+    user = doors_stack.account()
+    async with TestClient(doors_stack.homeserver, user.user_id, user.token) as u:
+        portal = await u.join(alias)
+        assert portal != room
+        await irc.wait_for(command("JOIN", name, nick="doorbot"))
+        assert _joins(irc, name, "doorbot") == 1
+        assert _portal_rows(doors_stack, name) == 1
 
-        # A private chat with a ghost: no ghost registered, no room joined.
-        stranger = f"@local_{irc.nick.lower()}x:localhost"
+
+async def test_a_none_users_ghost_invite_opens_no_private_chat(doors_stack: Stack, op: tuple[IrcUser, str]) -> None:
+    irc, _name = op
+    nobody = _account(doors_stack, "nobody")
+    ghost = f"@local_{irc.nick.lower()}:localhost"
+    stranger = f"@local_{irc.nick.lower()}x:localhost"
+    async with TestClient(doors_stack.homeserver, nobody.user_id, nobody.token) as n:
         dm = await n.create_room(invite=[ghost, stranger], is_direct=True)
-
-        # A permitted user after them: their join of the same alias bridges the channel, and
-        # that JOIN is the bridge's first in it; the ghost comes to their private chat.
+        # A permitted user's invite after theirs is answered: the bridge got that far.
         user = doors_stack.account()
         async with TestClient(doors_stack.homeserver, user.user_id, user.token) as u:
-            portal = await u.join(alias)
-            assert portal != room
-            await irc.wait_for(command("JOIN", name, nick="doorbot"))
-            assert _joins(irc, name, "doorbot") == 1
-            assert _portal_rows(doors_stack, name) == 1
             other = await u.create_room(invite=[ghost], is_direct=True)
             await u.wait_for_membership(other, ghost, "join")
+        # No ghost joined (or even answered) the none user's room, and none was registered.
         assert (await n.members(dm)).get(ghost) == "invite"
         db = _db(doors_stack)
         try:
             assert db.execute("SELECT count(*) FROM ghost WHERE mxid = ?", (stranger,)).fetchone()[0] == 0
+            assert db.execute("SELECT count(*) FROM portal WHERE room_id = ?", (dm,)).fetchone()[0] == 0
         finally:
             db.close()
+
+
+async def test_new_private_chats_from_irc_are_capped(doors_stack: Stack, op: tuple[IrcUser, str]) -> None:
+    irc, name = op  # the stack allows one new private chat per hour (max_new_dms_per_hour: 1)
+    account = doors_stack.account()
+    puppet = f"{account.user_id[1:].split(':')[0]}[d]"
+    second = IrcUser(doors_stack.local.inspircd.port, f"s{uuid.uuid4().hex[:6]}")
+    try:
+        await second.registered()
+        async with TestClient(doors_stack.homeserver, account.user_id, account.token) as m:
+            control = await m.create_room(invite=[doors_stack.bot], is_direct=True)
+            await m.wait_for_membership(control, doors_stack.bot, "join")
+            await m.join(f"#local_{name}:localhost")
+            await irc.wait_for(command("JOIN", name, nick=puppet))
+            irc.send(f"PRIVMSG {puppet} :first private line")
+            dm = await m.wait_for_invite()
+            await m.join(dm)
+            second.send(f"PRIVMSG {puppet} :second private line")
+            await m.wait_for_event(control, notice_from(doors_stack.bot, contains=f"from {second.nick} on local "
+                                                                                  "was not bridged"))
+            db = _db(doors_stack)
+            try:
+                ghost = f"@local_{second.nick}:localhost"
+                assert db.execute("SELECT count(*) FROM ghost WHERE mxid = ?", (ghost,)).fetchone()[0] == 0
+            finally:
+                db.close()
+    finally:
+        second.close()
