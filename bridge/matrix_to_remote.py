@@ -10,6 +10,7 @@ from mautrix.types import Membership, MessageEvent, StateEvent
 from connectors.api import ChatKind, ChatRef, OutgoingMessage, SendError
 
 from bridge.convert import to_outgoing
+from bridge.doors import Door
 from bridge.permissions import Level
 from bridge.portals import PortalInfo
 
@@ -139,6 +140,12 @@ class MatrixToRemote:
         if parsed is None:
             return
         network, remote_id = parsed
+        verdict = bridge.doors.check(event.sender, Door.DM, network)
+        if not verdict.allowed:
+            # Checked before anything happens: no ghost is registered and no room joined for
+            # someone who may not use the bridge (the invite is left unanswered).
+            log.info("ignored %s's invite of %s: %s", event.sender, event.state_key, verdict.reason)
+            return
         runtime = bridge.networks[network]
         intent = bridge.ghosts.intent(event.state_key)
         if runtime.connector.normalize_user(remote_id) is None:
@@ -146,10 +153,6 @@ class MatrixToRemote:
             return
         await bridge.ghosts.ensure(network, bridge.remote_user(network, remote_id))
         await intent.join_room(event.room_id)
-        if bridge.config.permissions.level_for(event.sender) < Level.USER:
-            await intent.send_notice(event.room_id, "You are not allowed to use this bridge for private chats.")
-            await intent.leave_room(event.room_id)
-            return
         chat = ChatRef(remote_id, ChatKind.DM, event.sender)
         existing = bridge.portals.by_chat(network, chat)
         if existing is not None and existing.room_id != event.room_id:

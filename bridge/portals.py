@@ -106,6 +106,11 @@ class PortalStore:
     async def create_channel_room(self, network: str, chat: ChatRef, name: str,
                                   alias_localpart: str | None) -> PortalInfo:
         """Create the Matrix room of a channel portal (as the bot) and store the portal."""
+        room_id = await self.create_room(network, name, alias_localpart)
+        return await self.add(network, chat, room_id, name)
+
+    async def create_room(self, network: str, name: str, alias_localpart: str | None) -> str:
+        """Create the Matrix room of a channel portal (as the bot), without storing a portal."""
         bot = self.bridge.az.intent
         room_id = await bot.create_room(
             alias_localpart=alias_localpart,
@@ -117,8 +122,8 @@ class PortalStore:
             initial_state=[{"type": "m.room.history_visibility", "state_key": "",
                             "content": {"history_visibility": "shared"}}],
         )
-        log.info("created portal %s for %s on %s", room_id, name, network)
-        return await self.add(network, chat, room_id, name)
+        log.info("created room %s for %s on %s", room_id, name, network)
+        return room_id
 
 
 def _info(row: Portal) -> PortalInfo:

@@ -3,7 +3,10 @@
 Routes under `/_rapture/provision/v1/` on the appservice port. Every request carries
 `Authorization: Bearer <provisioning.shared_secret>` (compared in constant time) and names the
 acting `user_id`; linking and unlinking need that user to be a moderator of the room (power
-level 50 or more) or a bridge admin. Errors are JSON `{"errcode", "error"}`: 401 for a bad
+level 50 or more) or a bridge admin. Linking goes through the one permission check
+(`bridge/doors.py`) before the bot even joins the room; a non-admin's link also needs the consent
+of one of the channel's operators, so it answers 202 and links (or not) later, telling the
+requester in the room (`bridge/link_requests.py`). Errors are JSON `{"errcode", "error"}`: 401 for a bad
 secret, 400 for bad input, 403 for too little power, 404 for unknown links, 409 for conflicts.
 """
 
@@ -18,6 +21,8 @@ from aiohttp import web
 from mautrix.errors import MatrixError
 
 from bridge.appservice.errors import matrix_error
+from bridge.doors import MODERATOR, power_in
+from bridge.link_requests import LinkRefused
 from bridge.permissions import Level
 
 if TYPE_CHECKING:
@@ -25,9 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rapture.provisioning")
 PREFIX = "/_rapture/provision/v1"
-MODERATOR = 50
-# Room versions in which the creators hold unlimited power without being listed (MSC4289).
-ROOM_VERSIONS_WITH_CREATOR_POWER = frozenset({"12", "org.matrix.hydra.11"})
 
 
 def _error(status: int, errcode: str, message: str) -> web.HTTPException:
@@ -102,21 +104,7 @@ class ProvisioningAPI:
                                              f"linking needs {MODERATOR}")
 
     async def _power_of(self, room_id: str, user_id: str) -> float:
-        """The user's power level; room creators in room version 12 rooms are unbounded."""
-        state = await self.bridge.az.intent.get_state(room_id)
-        users: dict[str, Any] = {}
-        default = 0
-        for event in state:
-            if event.type.t == "m.room.create":
-                content = event.content.serialize()
-                creators = {event.sender, *content.get("additional_creators", [])}
-                if str(content.get("room_version", "1")) in ROOM_VERSIONS_WITH_CREATOR_POWER and user_id in creators:
-                    return float("inf")
-            elif event.type.t == "m.room.power_levels":
-                content = event.content.serialize()
-                users = content.get("users", {}) or {}
-                default = content.get("users_default", 0) or 0
-        return float(users.get(user_id, default))
+        return power_in(await self.bridge.az.intent.get_state(room_id), user_id)
 
     # -- endpoints ---------------------------------------------------------------------------
     async def networks(self, request: web.Request) -> web.Response:
@@ -137,20 +125,28 @@ class ProvisioningAPI:
         return web.json_response({"links": links})
 
     async def link(self, request: web.Request) -> web.Response:
+        """200 when an admin linked; 202 when the channel's operators were asked (see link_requests)."""
         self._authorize(request)
         body = await self._body(request)
-        user_id, level = self._user(body)
+        user_id, _level = self._user(body)
         room_id = self._field(body, "room_id", "!")
         network, channel, chat_id = self._channel(body)
+        requests = self.bridge.link_requests
         try:
-            await self.bridge.az.intent.join_room(room_id)
-        except MatrixError:
-            raise _error(400, "M_UNKNOWN", "the bridge bot cannot join that room; invite it first") from None
-        await self._require_moderator(room_id, user_id, level)
-        try:
-            await self.bridge.link(room_id, network, chat_id, channel)
-        except ValueError as exc:
-            raise _error(409, "M_UNKNOWN", str(exc)) from None
+            verdict = requests.check(user_id, room_id, network, chat_id, channel)  # before any side effect
+            label = await requests.enter(user_id, room_id, verdict)
+            if not verdict.needs_consent:
+                await requests.link_now(room_id, network, chat_id, channel)
+        except LinkRefused as exc:
+            raise _error(exc.status, "M_FORBIDDEN" if exc.status == 403 else "M_UNKNOWN", str(exc)) from None
+        if verdict.needs_consent:
+            async def tell(text: str) -> None:
+                await self.bridge.bot.send_notice_as(self.bridge.az.intent, room_id, f"{user_id}: {text}")
+
+            timeout = requests.ask_in_background(user_id, room_id, label, network, chat_id, channel, tell)
+            log.info("%s asked to link %s to %s on %s; asking its operators", user_id, room_id, channel, network)
+            return web.json_response({"room_id": room_id, "network": network, "channel": channel,
+                                      "status": "waiting_for_consent", "timeout": timeout}, status=202)
         log.info("%s linked %s to %s on %s", user_id, room_id, channel, network)
         return web.json_response({"room_id": room_id, "network": network, "channel": channel})
 

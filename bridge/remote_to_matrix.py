@@ -30,6 +30,8 @@ from connectors.api import (
 )
 
 from bridge.db.models import Message
+from bridge.dm_caps import NewDMCaps
+from bridge.doors import Door
 from bridge.portals import PortalInfo
 
 if TYPE_CHECKING:
@@ -38,11 +40,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("rapture.remote")
 MODERATOR_LEVEL = 50
 MEMBER_SYNC_CONCURRENCY = 8
+TELL_EVERY = 3600.0  # seconds between notices about refused private chats, per Matrix user
+MAX_TOLD = 1024
 
 
 class RemoteToMatrix:
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
+        self._dm_caps: dict[str, NewDMCaps] = {}  # network -> caps on new DM rooms
+        self._told: dict[str, float] = {}  # receiver -> when last told of a refused DM (bounded)
+        self._cap_logged: dict[str, float] = {}  # network -> when a cap was last logged
 
     async def handle(self, network: str, event: RemoteEvent) -> None:
         if isinstance(event, RemoteMessage):
@@ -130,8 +137,33 @@ class RemoteToMatrix:
                                         timestamp=event.timestamp_ms)
 
     async def _open_dm(self, network: str, event: RemoteMessage) -> PortalInfo | None:
-        """An IRC user wrote to a puppet: their ghost opens a private chat with its Matrix user."""
+        """An IRC user wrote to a puppet: their ghost opens a private chat with its Matrix user.
+
+        Before any ghost or room exists: the Matrix user must still be permitted private chats
+        (`Door.DM`), and the network's caps on new DM rooms must allow one more; else the line
+        is not bridged (the cap is logged, and the Matrix user told at most once an hour)."""
         receiver = event.chat.receiver
+        verdict = self.bridge.doors.check(receiver, Door.DM, network)
+        if not verdict.allowed:
+            log.info("private message from %s on %s to %s not bridged: %s", event.sender.name, network,
+                     receiver, verdict.reason)
+            return None
+        caps = self._caps(network)
+        admitted = caps.admit(event.sender.id)
+        if not admitted.allowed:
+            limit = (f"{caps.per_hour} new private chats per hour on {network}" if admitted.reason == "network"
+                     else f"{caps.per_sender} new private chats per hour from one user")
+            now = time.monotonic()
+            # One warning a minute per network: a flood of refused DMs must not flood the log too.
+            quiet = now - self._cap_logged.get(network, -60.0) < 60.0
+            if not quiet:
+                self._cap_logged[network] = now
+            log.log(logging.DEBUG if quiet else logging.WARNING,
+                    "new DM from %s on %s to %s refused: cap of %s reached", event.sender.name, network,
+                    receiver, limit)
+            await self._tell_once(receiver, f"A private message from {event.sender.name} on {network} was not "
+                                            f"bridged: this bridge opens at most {limit}.")
+            return None
         intent = await self.bridge.ghosts.ensure(network, event.sender)
         room_id = await intent.create_room(
             name=None, is_direct=True, invitees=[receiver],
@@ -140,6 +172,27 @@ class RemoteToMatrix:
         )
         log.info("opened DM %s between %s and %s on %s", room_id, receiver, event.sender.name, network)
         return await self.bridge.portals.add(network, event.chat, room_id, event.sender.name)
+
+    def _caps(self, network: str) -> NewDMCaps:
+        caps = self._dm_caps.get(network)
+        if caps is None:
+            net = self.bridge.config.networks[network]
+            caps = self._dm_caps[network] = NewDMCaps(net.max_new_dms_per_hour, net.max_new_dms_per_sender_per_hour)
+        return caps
+
+    async def _tell_once(self, receiver: str, text: str) -> None:
+        """Tell a Matrix user about refused DMs once an hour, not once per refused line."""
+        now = time.monotonic()
+        if now - self._told.get(receiver, -TELL_EVERY) < TELL_EVERY:
+            return
+        if len(self._told) >= MAX_TOLD:  # bounded: forget those told longest ago
+            for mxid, _ in sorted(self._told.items(), key=lambda kv: kv[1])[:MAX_TOLD // 2]:
+                del self._told[mxid]
+        self._told[receiver] = now
+        try:
+            await self.bridge.tell_user(receiver, text)
+        except Exception:
+            log.exception("could not tell %s about a refused private chat", receiver)
 
     # -- membership --------------------------------------------------------------------------
     async def join(self, network: str, portal: PortalInfo, user: RemoteUser, role: Role) -> None:

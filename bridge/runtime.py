@@ -15,8 +15,9 @@ from mautrix.types import Event, EventType, Membership, MessageEvent, StateEvent
 from mautrix.types.util.serializable import SerializerError
 from sqlalchemy import func, select
 
-from connectors.api import ChatKind, ChatRef, RemoteEvent, RemoteUser
+from connectors.api import ChatKind, ChatRef, ConsentAsker, RemoteEvent, RemoteUser
 
+from bridge.alias_portals import AliasPortals
 from bridge.appservice.dispatch import RoomDispatcher
 from bridge.appservice.inbox import EPHEMERAL, StoredEvent, TransactionInbox
 from bridge.appservice.server import RaptureAppService
@@ -24,9 +25,11 @@ from bridge.bot import BridgeBot, is_bot_invite
 from bridge.config import Config
 from bridge.db.engine import make_engine, make_sessionmaker
 from bridge.db.models import Login, MatrixUser
+from bridge.doors import Doors
 from bridge.limits import check_open_file_budget
 from bridge.memory import trim_due, trim_memory
 from bridge.ghosts import GhostManager
+from bridge.link_requests import LinkRequests
 from bridge.matrix_to_remote import MatrixToRemote
 from bridge.networks import NetworkRuntime
 from bridge.outbox import Outbox
@@ -61,6 +64,11 @@ class Bridge:
             query_alias=self.query_alias,
         )
         self.bot = BridgeBot(self)
+        # One permission check for every door (bot, provisioning, aliases, ghost invites, DMs).
+        self.doors = Doors(config.permissions, config.networks,
+                           asks_consent=lambda net: isinstance(self.networks[net].connector, ConsentAsker))
+        self.link_requests = LinkRequests(self)
+        self.alias_portals = AliasPortals(self)
         self.ghosts = GhostManager(self)
         self.portals = PortalStore(self)
         self.to_remote = MatrixToRemote(self)
@@ -97,6 +105,7 @@ class Bridge:
 
     async def stop(self) -> None:
         await self.dispatcher.drain(timeout=10)
+        self.alias_portals.close()
         for runtime in self.networks.values():
             await runtime.stop()
         for task in list(self._background):
@@ -247,6 +256,8 @@ class Bridge:
             return
         if event.type == EventType.ROOM_MEMBER:
             membership = event.content.membership
+            if portal is None and self.alias_portals.is_dormant(event.room_id):
+                portal = await self.alias_portals.member(event)  # the first permitted join wakes it
             if (membership == Membership.INVITE and self.ghosts.is_ghost(event.state_key)
                     and not self.is_bridge_user(event.sender) and portal is None):
                 await self.to_remote.ghost_invite(event)
@@ -292,14 +303,18 @@ class Bridge:
 
     # -- homeserver queries ----------------------------------------------------------------
     async def query_user(self, mxid: str) -> dict[str, Any] | None:
-        """200 for any valid ghost ID (registering it first), 404 for everything else."""
+        """200 for any valid ghost ID, 404 for everything else.
+
+        The homeserver asks this before an invite and names no inviter, so an unknown ghost is
+        not registered here: that waits for the invite, where the inviter's permission is
+        checked first (MatrixToRemote.ghost_invite). Known ghosts are refreshed."""
         parsed = self.ghosts.parse(mxid)
         if parsed is None:
             return None
         network, remote_id = parsed
         if not await self.ghosts.known(mxid):
-            if self.networks[network].connector.normalize_user(remote_id) != remote_id:
-                return None
+            valid = self.networks[network].connector.normalize_user(remote_id) == remote_id
+            return {} if valid else None
         try:
             await self.ghosts.ensure(network, self.remote_user(network, remote_id))
         except MatrixError:
@@ -308,22 +323,20 @@ class Bridge:
         return {}
 
     async def query_alias(self, alias: str) -> dict[str, Any] | None:
-        """Joining `#<alias_template>:domain` creates the channel's portal (dynamic portals)."""
+        """Joining `#<alias_template>:domain` may create the channel's portal: see alias_portals.py
+        (the query names no user, so the room stays dormant until a permitted user joins it)."""
         for network, pattern in self._alias_patterns:
             match = pattern.fullmatch(alias)
             if not match:
                 continue
             runtime = self.networks[network]
-            if not runtime.config.dynamic_portals:
-                return None
             channel = match.group(1)
             chat_id = runtime.connector.normalize_chat(channel)
             if chat_id is None:
                 return None
             if self.portals.by_chat(network, ChatRef(chat_id)) is not None:
                 return None  # it exists, under another alias; not ours to re-create
-            await self.create_channel_portal(network, chat_id, channel)
-            return {}
+            return {} if await self.alias_portals.query(network, chat_id, channel, alias) else None
         return None
 
     # -- portals: creating, linking, unlinking ------------------------------------------------

@@ -24,7 +24,7 @@ import enum
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 API_VERSION = (1, 0)
 
@@ -320,6 +320,39 @@ class NetworkClient:
     async def reconnect(self, reason: str) -> None:
         """Disconnect with `reason` and connect again (rejoining everything)."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentResult:
+    """The answer of a chat's operators to a request to bridge their chat."""
+
+    granted: bool
+    by: str = ""  # the remote name of the operator who answered, if one did
+    reason: str = ""  # why not, in words for the requester (no answer, "no", no operators...)
+
+
+@runtime_checkable
+class ConsentAsker(Protocol):
+    """Optional: a connector that can ask a chat's operators whether it may be bridged.
+
+    The core asks before a Matrix user who is not a bridge admin links a room to a chat; a
+    network whose connector lacks this feature refuses such links.
+    """
+
+    async def ask_operators(self, chat_id: str, request: str, timeout: float) -> ConsentResult:
+        """Ask the operators of `chat_id` privately whether `request` may happen.
+
+        `request` is one line from the core saying who wants what (e.g. "@alice:example.org
+        wants to bridge #chan to the Matrix room #room:example.org"); the connector adds how
+        to answer. The first operator's yes within `timeout` seconds grants; a no, or no answer,
+        refuses. Returns within `timeout` plus a few seconds.
+
+        Must not: join the chat or otherwise make the bridge present in it (nothing is linked
+        yet); ask anyone who is not an operator, or the bridge's own users (puppets); take an
+        answer from anyone who was not asked; write the request unclean to the wire (it is
+        Matrix text); raise (trouble on the network is a refusal with its reason).
+        """
+        ...
 
 
 class NetworkConnector:

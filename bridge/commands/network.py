@@ -10,7 +10,7 @@ from mautrix.errors import MatrixError
 from connectors.api import SendError
 
 from bridge.commands.registry import CommandContext, CommandRegistry, UsageError
-from bridge.permissions import Level
+from bridge.doors import Door
 
 if TYPE_CHECKING:
     from bridge.networks import NetworkRuntime
@@ -52,9 +52,9 @@ def register_network_commands(registry: CommandRegistry) -> None:
         key = ctx.args[2] if len(ctx.args) == 3 else ""
         portal = bridge.portals.by_chat(runtime.config.name, bridge.channel_ref(chat_id))
         if portal is None:
-            if not runtime.config.dynamic_portals and ctx.level < Level.ADMIN:
-                await ctx.reply(f"{ctx.args[1]} is not bridged, and only admins may bridge new channels "
-                                f"on {runtime.config.name}.")
+            verdict = bridge.doors.check(ctx.sender, Door.PORTAL, runtime.config.name)
+            if not verdict.allowed:
+                await ctx.reply(f"{ctx.args[1]} is not bridged, and {verdict.reason}.")
                 return
             portal = await bridge.create_channel_portal(runtime.config.name, chat_id, ctx.args[1])
         await runtime.logins.join(ctx.sender, chat_id, key)

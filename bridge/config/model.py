@@ -49,6 +49,9 @@ class NetworkConfig:
     voice_power_level: int = 1
     delivery_timeout: int = 300  # seconds a message may wait in the outbox
     idle_timeout: int = 3600  # seconds a puppet with no bridged rooms stays connected
+    link_consent_timeout: float = 300  # seconds a channel's ops have to answer a link request
+    max_new_dms_per_hour: int = 60  # new DM rooms remote users may open, network-wide
+    max_new_dms_per_sender_per_hour: int = 5  # ... and each remote user
     options: dict[str, Any] = field(default_factory=dict)  # the connector's own keys
 
     def alias_localpart(self, channel: str) -> str:
@@ -108,6 +111,9 @@ class Config:
                 voice_power_level=common["voice_power_level"],
                 delivery_timeout=common["delivery_timeout"],
                 idle_timeout=common["idle_timeout"],
+                link_consent_timeout=float(common["link_consent_timeout"]),
+                max_new_dms_per_hour=common["max_new_dms_per_hour"],
+                max_new_dms_per_sender_per_hour=common["max_new_dms_per_sender_per_hour"],
                 options=_defaults(section, extra),
             )
         return cls(

@@ -47,6 +47,10 @@ def _positive(value: int) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _non_negative_int(value: int) -> str | None:
+    return None if value >= 0 else "must not be negative (0 refuses every new one)"
+
+
 def _log_level(value: str) -> str | None:
     levels = ("DEBUG", "INFO", "WARNING", "ERROR")
     return None if value.upper() in levels else f"must be one of {', '.join(levels)}"
@@ -82,6 +86,12 @@ NETWORK_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(path="voice_power_level", kind=int, default=1, check=lambda v: None if 0 <= v <= 100 else "must be 0-100"),
     ConfigKey(path="delivery_timeout", kind=int, default=300, check=_positive),
     ConfigKey(path="idle_timeout", kind=int, default=3600, check=_positive),
+    ConfigKey(path="link_consent_timeout", kind=(int, float), default=300, check=_positive,
+              doc="seconds the channel's operators have to answer a non-admin's link request"),
+    ConfigKey(path="max_new_dms_per_hour", kind=int, default=60, check=_non_negative_int,
+              doc="new private chats remote users may open on this network per hour, in all"),
+    ConfigKey(path="max_new_dms_per_sender_per_hour", kind=int, default=5, check=_non_negative_int,
+              doc="new private chats one remote user may open per hour"),
 )
 
 # Mappings whose keys are the admin's own names, not schema keys.

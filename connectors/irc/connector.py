@@ -13,6 +13,7 @@ from irc.client_aio import AioReactor
 from connectors.api import (
     ChatRef,
     ConfigKey,
+    ConsentResult,
     ConnectorInfo,
     LoginInfo,
     NetworkClient,
@@ -25,6 +26,7 @@ from connectors.api import (
 )
 from connectors.irc.channels import ChannelTracker
 from connectors.irc.connection import ConnectionSettings, IRCConnection, make_reactor
+from connectors.irc.consent import OperatorConsent
 from connectors.irc.flood import ConnectionGone
 from connectors.irc.nicks import casefold, is_valid_channel, is_valid_nick, sanitize_nick
 from connectors.irc.puppet import IRCPuppet
@@ -87,6 +89,7 @@ class IRCConnector(NetworkConnector):
         self.limiter = asyncio.Semaphore(int(options.get("max_concurrent_connects") or 20))
         self.bot: IRCConnection | None = None
         self.tracker: ChannelTracker | None = None
+        self.consent: OperatorConsent | None = None  # asks channel ops before a link (ConsentAsker)
         self._puppet_nicks: dict[str, str] = {}  # folded nick -> MXID
         self._puppets: dict[str, IRCPuppet] = {}  # MXID -> puppet
 
@@ -143,6 +146,11 @@ class IRCConnector(NetworkConnector):
             emit=self.emit, fold=self.fold, own_nick=lambda: self.bot.nick if self.bot else nick,
             puppet_of=self.puppet_of, netsplit_grace=float(self.options.get("netsplit_grace") or 30),
         )
+        bot = self.bot
+        self.consent = OperatorConsent(send=lambda line: bot.send(line), fold=self.fold,
+                                       own_nick=lambda: bot.nick,
+                                       is_ours=lambda folded: folded == self.fold(bot.nick)
+                                       or self.puppet_of(folded) is not None)
         self.bot.start()
 
     async def stop(self) -> None:
@@ -172,6 +180,12 @@ class IRCConnector(NetworkConnector):
     async def close_chat(self, chat_id: str) -> None:
         if self.bot is not None:
             self.bot.part(chat_id, "Unlinked from Matrix")
+
+    async def ask_operators(self, chat_id: str, request: str, timeout: float) -> ConsentResult:
+        """`ConsentAsker`: see connectors/irc/consent.py."""
+        if self.consent is None or self.bot is None or not self.bot.connected:
+            return ConsentResult(granted=False, reason="the bridge is not connected to IRC")
+        return await self.consent.ask(chat_id, request, timeout)
 
     def make_client(self, login: LoginInfo) -> NetworkClient:
         existing = self._puppets.get(login.mxid)
@@ -211,5 +225,7 @@ class IRCConnector(NetworkConnector):
         log.info("%s: bridge connection %s %s", self.network, state, message)
 
     def _on_bot_event(self, conn: IRCConnection, event: Event) -> None:
+        if self.consent is not None and self.consent.handle(event):
+            return  # an operator's private answer to a link request
         if self.tracker is not None:
             self.tracker.handle(event)

@@ -9,7 +9,7 @@ import aiohttp
 
 from tests.e2e.conftest import PROVISIONING_SECRET, Stack
 from tests.e2e.irc import IrcUser, command
-from tests.e2e.matrix import TestClient, member_event, message_from
+from tests.e2e.matrix import TestClient, member_event, message_from, notice_from
 
 PREFIX = "/_rapture/provision/v1"
 
@@ -59,9 +59,15 @@ async def test_link_list_unlink_round_trip_with_moderator_check(stack: Stack) ->
             # A member without power is refused; the room's creator (a moderator) may link.
             status, reply = await call(stack, "POST", "/link", body={**link, "user_id": member.user_id})
             assert status == 403 and reply["errcode"] == "M_FORBIDDEN"
+            # A user (not an admin) needs the channel operator's yes, asked on IRC.
             status, reply = await call(stack, "POST", "/link", body={**link, "user_id": owner.user_id})
-            assert status == 200, reply
-            assert reply == {"room_id": room, "network": "local", "channel": name}
+            assert status == 202, reply
+            assert reply["status"] == "waiting_for_consent" and reply["channel"] == name
+            status, reply = await call(stack, "POST", "/link", body={**link, "user_id": owner.user_id})
+            assert status == 409  # one request at a time
+            await irc.wait_for(lambda w: "PRIVMSG" in w and w[2] == irc.nick and owner.user_id in " ".join(w))
+            irc.send("PRIVMSG rapture :yes")
+            await o.wait_for_event(room, notice_from(stack.bot, contains=f"Linked {room} to {name}"))
             status, reply = await call(stack, "POST", "/link", body={**link, "user_id": owner.user_id})
             assert status == 409
 

@@ -1,0 +1,141 @@
+"""Linking a Matrix room to a channel, for the bot's `link` and provisioning `POST link` alike.
+
+Order matters, because every step after the first has a side effect:
+1. `check`: the permission check (`Doors`, `Door.LINK`) and "is either side bridged already",
+   with no side effect at all;
+2. `enter`: the bot joins the room (it cannot read the room's power levels otherwise) and a
+   non-admin must be a moderator there (power 50); when refused, the bot leaves a room it
+   was not in before;
+3. an admin links at once; anyone else's request goes to the channel's operators
+   (`ConsentAsker.ask_operators`) in the background, and the first operator's yes within
+   `link_consent_timeout` links; a no, or no answer, refuses. The requester is told either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from mautrix.errors import MatrixError
+
+from connectors.api import ChatRef, ConsentAsker, ConsentResult
+
+from bridge.doors import MODERATOR, Door, Verdict, power_in
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+
+log = logging.getLogger("rapture.link")
+Tell = Callable[[str], Awaitable[None]]
+
+
+class LinkRefused(Exception):
+    """A link that may not happen; `status` is the HTTP status the provisioning API answers."""
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LinkRequests:
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self._asking: set[tuple[str, str]] = set()  # (network, chat id) and ("", room id) in consent
+
+    def check(self, requester: str, room_id: str, network: str, chat_id: str, name: str) -> Verdict:
+        """Step 1: may `requester` link these two? Raises LinkRefused; no side effect."""
+        verdict = self.bridge.doors.check(requester, Door.LINK, network)
+        if not verdict.allowed:
+            raise LinkRefused(verdict.reason, 403)
+        portals = self.bridge.portals
+        if portals.by_room(room_id) is not None:
+            raise LinkRefused(f"{room_id} is already bridged", 409)
+        if portals.by_chat(network, ChatRef(chat_id)) is not None:
+            raise LinkRefused(f"{name} on {network} is already bridged", 409)
+        if (network, chat_id) in self._asking or ("", room_id) in self._asking:
+            raise LinkRefused(f"a request to link {name} on {network} or {room_id} is already waiting for "
+                              "an operator's answer", 409)
+        return verdict
+
+    async def enter(self, requester: str, room_id: str, verdict: Verdict) -> str:
+        """Step 2: the bot joins the room; a non-admin must moderate it. Returns the room's label."""
+        intent = self.bridge.az.intent
+        try:
+            was_in = room_id in await intent.get_joined_rooms()
+            await intent.join_room(room_id)
+            state = await intent.get_state(room_id)
+        except MatrixError:
+            raise LinkRefused("the bridge bot cannot join that room; invite it first", 400) from None
+        if not verdict.needs_consent:
+            return _label(state, room_id)
+        have = power_in(state, requester)
+        if have < MODERATOR:
+            if not was_in:
+                try:
+                    await intent.leave_room(room_id, reason="Link refused")
+                except MatrixError:
+                    pass
+            shown = "unlimited" if have == float("inf") else f"{have:g}"
+            raise LinkRefused(f"{requester} has power level {shown} in the room; linking needs {MODERATOR}", 403)
+        return _label(state, room_id)
+
+    async def link_now(self, room_id: str, network: str, chat_id: str, name: str) -> None:
+        try:
+            await self.bridge.link(room_id, network, chat_id, name)
+        except ValueError as exc:
+            raise LinkRefused(str(exc), 409) from None
+
+    def ask_in_background(self, requester: str, room_id: str, room_label: str, network: str, chat_id: str,
+                          name: str, tell: Tell) -> float:
+        """Step 3 for non-admins; returns the seconds the operators have to answer."""
+        timeout = self.bridge.config.networks[network].link_consent_timeout
+        keys = {(network, chat_id), ("", room_id)}
+        self._asking |= keys
+        self.bridge.spawn(self._consent_then_link(requester, room_id, room_label, network, chat_id, name,
+                                                  tell, timeout, keys))
+        return timeout
+
+    async def _consent_then_link(self, requester: str, room_id: str, room_label: str, network: str,
+                                 chat_id: str, name: str, tell: Tell, timeout: float,
+                                 keys: set[tuple[str, str]]) -> None:
+        try:
+            connector = self.bridge.networks[network].connector
+            if not isinstance(connector, ConsentAsker):  # checked in step 1; config cannot change
+                result = ConsentResult(granted=False, reason=f"{network} cannot ask operators")
+            else:
+                request = f"Matrix user {requester} wants to bridge {name} to the Matrix room {room_label}."
+                try:
+                    result = await connector.ask_operators(chat_id, request, timeout)
+                except Exception as exc:  # the contract says it does not raise; still, tell the user
+                    log.exception("asking the operators of %s on %s failed", name, network)
+                    result = ConsentResult(granted=False, reason=f"the operators could not be asked ({exc})")
+            if not result.granted:
+                log.info("link of %s to %s on %s by %s refused: %s", room_id, name, network, requester,
+                         result.reason)
+                await tell(f"Not linked: {name} on {network} was not bridged to {room_id}: {result.reason}.")
+                return
+            try:
+                await self.link_now(room_id, network, chat_id, name)
+            except LinkRefused as exc:
+                await tell(f"Not linked: {exc}.")
+                return
+            log.info("%s linked %s to %s on %s with the consent of %s", requester, room_id, name, network,
+                     result.by)
+            await tell(f"Linked {room_id} to {name} on {network}: {result.by}, an operator of {name}, agreed.")
+        finally:
+            self._asking -= keys
+
+
+def _label(state: list, room_id: str) -> str:
+    """How the operators see the room: its alias or name (Matrix text: the connector cleans it)."""
+    alias = name = ""
+    for event in state:
+        content = event.content.serialize()
+        if event.type.t == "m.room.canonical_alias":
+            alias = content.get("alias") or ""
+        elif event.type.t == "m.room.name":
+            name = content.get("name") or ""
+    if alias:
+        return alias
+    return f'"{name[:80]}" ({room_id})' if name else room_id

@@ -1,0 +1,164 @@
+"""Asking a channel's operators, in private, whether the channel may be bridged.
+
+The bridge's own connection asks: it is not in the channel (nothing is linked yet), so it
+learns the operators from `NAMES #channel` (prefixes `~`, `&` and `@`; half-ops do not
+count), leaving out the bridge's own connections. Each operator gets the request and how to
+answer as private messages; the first `yes` from one of them grants, the first `no` refuses,
+and without an answer within the timeout the request is refused. Only answers from the nicks
+asked count, and other chatter from them is ignored. A nick waits on one question at a time,
+so an answer can never be taken for another channel's request.
+
+Bounded: at most `MAX_ASKED` operators are asked, NAMES is awaited at most `NAMES_SECONDS`,
+and every wait ends with the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from irc.client import Event, NickMask
+
+from connectors.api import ConsentResult
+from connectors.irc.flood import ConnectionGone
+from connectors.irc.lines import clean_line, split_bytes
+
+log = logging.getLogger("rapture.irc.consent")
+OPERATOR_PREFIXES = frozenset("~&@")
+ALL_PREFIXES = "~&@%+"
+MAX_ASKED = 10
+NAMES_SECONDS = 10.0
+QUESTION_BYTES = 400  # of request text per line: room for the command, nick and server prefix
+YES = frozenset({"yes", "y"})
+NO = frozenset({"no", "n"})
+
+
+@dataclass
+class _Names:
+    channel: str
+    nicks: list[tuple[str, bool]] = field(default_factory=list)  # (nick, is an operator)
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass
+class _Question:
+    channel: str
+    answer: asyncio.Future[ConsentResult]
+
+
+def operators_in(names: str) -> list[tuple[str, bool]]:
+    """The nicks of a NAMES reply and whether each is an operator (multi-prefix aware)."""
+    result = []
+    for word in names.split():
+        prefixes = ""
+        while word and word[0] in ALL_PREFIXES:
+            prefixes, word = prefixes + word[0], word[1:]
+        nick = word.split("!", 1)[0]
+        if nick:
+            result.append((nick, bool(OPERATOR_PREFIXES & set(prefixes))))
+    return result
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 120 else f"{seconds:g} seconds"
+
+
+class OperatorConsent:
+    """Lives beside the bot's connection; `handle` sees every event of that connection."""
+
+    def __init__(self, *, send: Callable[[str], None], fold: Callable[[str], str],
+                 own_nick: Callable[[], str], is_ours: Callable[[str], bool],
+                 names_seconds: float = NAMES_SECONDS, max_asked: int = MAX_ASKED) -> None:
+        self._send = send  # IRCConnection.send: raises ConnectionGone when offline
+        self._fold = fold
+        self._own_nick = own_nick
+        self._is_ours = is_ours  # folded nick -> the bridge's own connection (bot or puppet)
+        self._names_seconds = names_seconds
+        self._max_asked = max_asked
+        self._names: dict[str, _Names] = {}  # folded channel -> NAMES being collected
+        self._asked: dict[str, _Question] = {}  # folded nick -> the question it may answer
+
+    async def ask(self, channel: str, request: str, timeout: float) -> ConsentResult:
+        try:
+            ops = await self._operators(channel)
+        except (ConnectionGone, asyncio.TimeoutError) as exc:
+            return ConsentResult(granted=False, reason=f"the bridge could not see who runs {channel} ({exc or 'timed out'})")
+        if not ops:
+            return ConsentResult(granted=False, reason=f"{channel} has no operator who could agree")
+        free = [nick for nick in ops if self._fold(nick) not in self._asked][:self._max_asked]
+        if not free:
+            return ConsentResult(granted=False, reason=f"the operators of {channel} are answering another "
+                                                       "request; try again later")
+        answer: asyncio.Future[ConsentResult] = asyncio.get_running_loop().create_future()
+        question = _Question(channel, answer)
+        text = split_bytes(clean_line(request).strip(), QUESTION_BYTES)[:1] or ["A Matrix user asks to bridge."]
+        how = (f"As an operator of {channel}: reply \"yes\" to allow it or \"no\" to refuse, "
+               f"within {_duration(timeout)}.")
+        try:
+            for nick in free:
+                self._asked[self._fold(nick)] = question
+                self._send(f"PRIVMSG {nick} :{text[0]}")
+                self._send(f"PRIVMSG {nick} :{clean_line(how)}")
+            log.info("asked %d operator(s) of %s: %s", len(free), channel, text[0])
+            try:
+                return await asyncio.wait_for(asyncio.shield(answer), timeout)
+            except asyncio.TimeoutError:
+                return ConsentResult(granted=False, reason=f"no operator of {channel} answered within "
+                                                           f"{_duration(timeout)}")
+        except ConnectionGone as exc:
+            return ConsentResult(granted=False, reason=f"the bridge lost its connection ({exc})")
+        finally:
+            for nick in free:
+                if self._asked.get(self._fold(nick)) is question:
+                    del self._asked[self._fold(nick)]
+
+    async def _operators(self, channel: str) -> list[str]:
+        folded = self._fold(channel)
+        query = self._names.get(folded)
+        if query is None:
+            query = self._names[folded] = _Names(channel)
+            try:
+                self._send(f"NAMES {channel}")
+            except ConnectionGone:
+                del self._names[folded]
+                raise
+        try:
+            await asyncio.wait_for(asyncio.shield(query.done), self._names_seconds)
+        finally:
+            if self._names.get(folded) is query:
+                del self._names[folded]
+        return [nick for nick, op in query.nicks if op and not self._is_ours(self._fold(nick))]
+
+    def handle(self, event: Event) -> bool:
+        """True when the event was an answer to a question (it goes nowhere else)."""
+        if event.type == "namreply" and len(event.arguments) >= 3:
+            query = self._names.get(self._fold(event.arguments[1]))
+            if query is not None:
+                query.nicks.extend(operators_in(event.arguments[2]))
+            return False  # the channel tracker may want it too (a channel it is in)
+        if event.type == "endofnames" and event.arguments:
+            query = self._names.get(self._fold(event.arguments[0]))
+            if query is not None and not query.done.done():
+                query.done.set_result(None)
+            return False
+        if event.type != "privmsg" or not event.source or not event.arguments:
+            return False
+        nick = NickMask(event.source).nick
+        question = self._asked.get(self._fold(nick))
+        if question is None or question.answer.done():
+            return False
+        word = event.arguments[0].strip().rstrip(".!").lower()
+        if word in YES:
+            question.answer.set_result(ConsentResult(granted=True, by=nick))
+        elif word in NO:
+            question.answer.set_result(ConsentResult(granted=False, by=nick,
+                                                     reason=f"{nick}, an operator of {question.channel}, said no"))
+        else:
+            return False
+        try:
+            self._send(f"PRIVMSG {nick} :Thank you, your answer was passed on.")
+        except ConnectionGone:
+            pass
+        return True

@@ -1,0 +1,88 @@
+"""Asking a channel's operators on IRC (connectors/irc/consent.py), with a fake connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+from irc.client import Event
+
+from connectors.irc.consent import OperatorConsent, operators_in
+from connectors.irc.flood import ConnectionGone
+
+
+class Fake:
+    def __init__(self, names: str, *, online: bool = True) -> None:
+        self.sent: list[str] = []
+        self.names = names
+        self.online = online
+        self.consent = OperatorConsent(send=self.send, fold=str.lower, own_nick=lambda: "rapture",
+                                       is_ours=lambda n: n in ("rapture", "alice[m]"), names_seconds=1.0)
+
+    def send(self, line: str) -> None:
+        if not self.online:
+            raise ConnectionGone("not connected")
+        self.sent.append(line)
+        if line.startswith("NAMES "):
+            chan = line.split()[1]
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self.consent.handle, Event("namreply", "srv", "rapture", ["=", chan, self.names]))
+            loop.call_soon(self.consent.handle, Event("endofnames", "srv", "rapture", [chan, "End"]))
+
+    def say(self, nick: str, text: str) -> bool:
+        return self.consent.handle(Event("privmsg", f"{nick}!u@h", "rapture", [text]))
+
+
+async def asked(fake: Fake, count: int = 2) -> None:
+    """Wait (bounded) until `count` question lines were written."""
+    async def written() -> None:
+        while sum(line.startswith("PRIVMSG") for line in fake.sent) < count:
+            await asyncio.sleep(0)
+    await asyncio.wait_for(written(), 2)
+
+
+def test_names_prefixes() -> None:
+    assert operators_in("@op +voice ~owner &admin %half @+multi plain") == [
+        ("op", True), ("voice", False), ("owner", True), ("admin", True), ("half", False), ("multi", True),
+        ("plain", False)]
+
+
+async def test_first_operator_yes_grants_and_only_ops_are_asked() -> None:
+    fake = Fake("@Op1 @op2 +voiced plain @rapture @alice[m]")
+    task = asyncio.create_task(fake.consent.ask("#chan", "Matrix user @x:hs wants\r\nQUIT :x", 5))
+    await asked(fake, 4)
+    targets = {line.split()[1] for line in fake.sent if line.startswith("PRIVMSG")}
+    assert targets == {"Op1", "op2"}  # not the voiced, not the bridge's own connections
+    assert all("\r" not in line and "\n" not in line for line in fake.sent)
+    assert not fake.say("plain", "yes")  # not asked: not taken
+    assert not fake.say("op1", "hmm, who is that?")  # chatter is ignored
+    assert fake.say("OP1", "Yes")
+    result = await task
+    assert result.granted and result.by == "OP1"
+    assert not fake.say("op2", "no")  # answered already: the question is gone
+
+
+async def test_no_refuses_and_silence_times_out() -> None:
+    fake = Fake("@op")
+    task = asyncio.create_task(fake.consent.ask("#chan", "request", 5))
+    await asked(fake)
+    fake.say("op", "no")
+    result = await task
+    assert not result.granted and "said no" in result.reason
+
+    result = await Fake("@op").consent.ask("#chan", "request", 0.2)
+    assert not result.granted and "no operator of #chan answered" in result.reason
+
+
+async def test_no_operators_busy_operators_and_offline() -> None:
+    result = await Fake("plain +v @rapture").consent.ask("#chan", "r", 1)
+    assert not result.granted and "no operator" in result.reason
+    result = await Fake("@op", online=False).consent.ask("#chan", "r", 1)
+    assert not result.granted and "could not see" in result.reason
+
+    fake = Fake("@op")
+    first = asyncio.create_task(fake.consent.ask("#one", "r", 5))
+    await asked(fake)
+    second = await fake.consent.ask("#two", "r", 5)
+    assert not second.granted and "another request" in second.reason
+    fake.say("op", "yes")
+    assert (await first).granted
