@@ -10,6 +10,7 @@ from mautrix.types import Membership, MessageEvent, StateEvent
 from connectors.api import ChatKind, ChatRef, OutgoingMessage, SendError
 
 from bridge.convert import to_outgoing
+from bridge.encrypted_rooms import ghost_notice, invite_is_encrypted, room_is_encrypted
 from bridge.permissions import Level
 from bridge.portals import PortalInfo
 
@@ -149,6 +150,11 @@ class MatrixToRemote:
         if bridge.config.permissions.level_for(event.sender) < Level.USER:
             await intent.send_notice(event.room_id, "You are not allowed to use this bridge for private chats.")
             await intent.leave_room(event.room_id)
+            return
+        if invite_is_encrypted(event) or await room_is_encrypted(intent, bridge.az.state_store, event.room_id):
+            # Every reply would be posted in the clear into a room its users chose to encrypt.
+            await bridge.bot.send_notice_as(intent, event.room_id, ghost_notice(remote_id, network))
+            await intent.leave_room(event.room_id, reason="Encrypted rooms are not supported yet")
             return
         chat = ChatRef(remote_id, ChatKind.DM, event.sender)
         existing = bridge.portals.by_chat(network, chat)
