@@ -29,6 +29,7 @@ from bridge.commands.admin import register_admin_commands
 from bridge.commands.builtin import register_builtin
 from bridge.commands.network import register_network_commands
 from bridge.db.models import ControlRoom, MatrixUser
+from bridge.encrypted_rooms import invite_is_encrypted
 from bridge.permissions import Level
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class BridgeBot:
     async def handle_invite(self, evt: StateEvent) -> None:
         room_id, inviter = evt.room_id, evt.sender
         level = self.bridge.config.permissions.level_for(inviter)
-        encrypted = _invite_is_encrypted(evt)
+        encrypted = invite_is_encrypted(evt)
         await self.intent.join_room(room_id)
         if level < Level.USER:
             await self._refuse_and_leave(room_id, inviter, level)
@@ -175,16 +176,6 @@ def _notice_html(text: str) -> str:
     """Line breaks and indentation survive in clients that render the HTML body."""
     lines = [html.escape(line).replace("  ", "&nbsp;&nbsp;") for line in text.split("\n")]
     return "<br>".join(lines)
-
-
-def _invite_is_encrypted(evt: StateEvent) -> bool:
-    unsigned: Any = evt.unsigned
-    stripped = getattr(unsigned, "invite_room_state", None) or []
-    for item in stripped:
-        item_type = getattr(item, "type", None) or (item.get("type") if isinstance(item, dict) else None)
-        if str(item_type) == "m.room.encryption":
-            return True
-    return False
 
 
 def is_bot_invite(evt: StateEvent, bot_mxid: str) -> bool:

@@ -11,6 +11,7 @@ from connectors.api import ChatKind, ChatRef, OutgoingMessage, SendError
 
 from bridge.convert import to_outgoing
 from bridge.doors import Door
+from bridge.encrypted_rooms import ghost_notice, invite_is_encrypted, room_is_encrypted
 from bridge.permissions import Level
 from bridge.portals import PortalInfo
 
@@ -153,6 +154,11 @@ class MatrixToRemote:
             return
         await bridge.ghosts.ensure(network, bridge.remote_user(network, remote_id))
         await intent.join_room(event.room_id)
+        if invite_is_encrypted(event) or await room_is_encrypted(intent, bridge.az.state_store, event.room_id):
+            # Every reply would be posted in the clear into a room its users chose to encrypt.
+            await bridge.bot.send_notice_as(intent, event.room_id, ghost_notice(remote_id, network))
+            await intent.leave_room(event.room_id, reason="Encrypted rooms are not supported yet")
+            return
         chat = ChatRef(remote_id, ChatKind.DM, event.sender)
         existing = bridge.portals.by_chat(network, chat)
         if existing is not None and existing.room_id != event.room_id:

@@ -52,6 +52,7 @@ class RemoteToMatrix:
         self._cap_logged: dict[str, float] = {}  # network -> when a cap was last logged
 
     async def handle(self, network: str, event: RemoteEvent) -> None:
+        await self._leave_if_encrypted(network, event)
         if isinstance(event, RemoteMessage):
             await self.message(network, event)
             return
@@ -75,6 +76,14 @@ class RemoteToMatrix:
             await self.members(network, portal, event)
         elif isinstance(event, RemoteNotice):
             await self.bridge.notify(portal, event.text)
+
+    async def _leave_if_encrypted(self, network: str, event: RemoteEvent) -> None:
+        """The last guard before plaintext goes out: a portal whose room is encrypted (as far as
+        the state cache knows; the state event itself normally got there first) stops being
+        bridged. A private message then opens a new, unencrypted chat instead."""
+        portal = self.bridge.portals.by_chat(network, event.chat)
+        if portal is not None and await self.bridge.az.state_store.is_encrypted(portal.room_id):
+            await self.bridge.stop_bridging_encrypted(portal)
 
     async def _ghost_in(self, network: str, portal: PortalInfo, user: RemoteUser) -> IntentAPI:
         intent = await self.bridge.ghosts.ensure(network, user)

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from mautrix.errors import MatrixError
-from mautrix.types import Event, EventType, Membership, MessageEvent, StateEvent
+from mautrix.types import EncryptedEvent, Event, EventType, Membership, MessageEvent, StateEvent
 from mautrix.types.util.serializable import SerializerError
 from sqlalchemy import func, select
 
@@ -26,6 +26,7 @@ from bridge.config import Config
 from bridge.db.engine import make_engine, make_sessionmaker
 from bridge.db.models import Login, MatrixUser
 from bridge.doors import Doors
+from bridge.encrypted_rooms import NoticeLimiter, message_notice, portal_notice
 from bridge.limits import check_open_file_budget
 from bridge.memory import trim_due, trim_memory
 from bridge.ghosts import GhostManager
@@ -88,6 +89,7 @@ class Bridge:
         self.ready = asyncio.Event()
         self.last_login_change = time.monotonic()  # when a puppet last connected, dropped...
         self.login_changes = 0
+        self._encrypted_notices = NoticeLimiter()
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -249,6 +251,11 @@ class Bridge:
                 command = self.bot.strip_prefix(body)
                 await self.bot.handle_command(event.room_id, event.sender, event.event_id,
                                               command if command is not None else body)
+        elif isinstance(event, EncryptedEvent) and portal is not None and not self.is_bridge_user(event.sender):
+            # A client that encrypts although the portal's state does not say so: silence would
+            # look like delivery.
+            if self._encrypted_notices.should_tell(event.room_id, event.sender):
+                await self.notify(portal, message_notice(event.sender, portal.network), reply_to=event.event_id)
 
     async def _state_event(self, event: StateEvent, portal: PortalInfo | None) -> None:
         if is_bot_invite(event, self.config.bot_mxid):
@@ -265,6 +272,8 @@ class Bridge:
                 await self.to_remote.member(event, portal)
         elif event.type == EventType.ROOM_TOPIC and portal is not None:
             await self.to_remote.topic(event, portal)
+        elif event.type == EventType.ROOM_ENCRYPTION and portal is not None:
+            await self.stop_bridging_encrypted(portal)
         elif event.type == EventType.ROOM_ENCRYPTION and await self.bot.is_control_room(event.room_id):
             await self.bot.handle_encryption_enabled(event)
 
@@ -292,6 +301,18 @@ class Bridge:
         else:
             intent = self.az.intent
         await self.bot.send_notice_as(intent, portal.room_id, text, reply_to)
+
+    async def stop_bridging_encrypted(self, portal: PortalInfo) -> None:
+        """Encryption was turned on in a portal: say why, then leave it (see encrypted_rooms)."""
+        if self.portals.by_room(portal.room_id) is None:
+            return  # already handled (the state event and a message can both find it)
+        log.info("%s turned on encryption: no longer bridged to %s on %s", portal.room_id, portal.chat.id,
+                 portal.network)
+        await self.notify(portal, portal_notice(portal.name or portal.chat.id, portal.network))
+        if portal.chat.kind is ChatKind.DM:
+            await self.close_dm(portal)
+        else:
+            await self.unlink(portal)
 
     async def close_dm(self, portal: PortalInfo) -> None:
         await self.portals.remove(portal)
