@@ -239,7 +239,8 @@ class Bridge:
             if isinstance(body, str) and await self.bot.is_control_room(event.room_id):
                 command = self.bot.strip_prefix(body)
                 await self.bot.handle_command(event.room_id, event.sender, event.event_id,
-                                              command if command is not None else body)
+                                              command if command is not None else body,
+                                              content=event.content.serialize())
 
     async def _state_event(self, event: StateEvent, portal: PortalInfo | None) -> None:
         if is_bot_invite(event, self.config.bot_mxid):

@@ -13,6 +13,12 @@ milliseconds of events may be handled twice, never lost.
 
 Events sent by the bridge's own users (its ghosts and bot, echoed back by the homeserver)
 are not stored: nothing is bridged from them, only the state cache learns from them.
+
+A message that holds a secret command (`storepass`, `storecert`, `join` with a key; see
+bridge/commands/sensitive.py) is stored without its secret: the row (and so the database file
+and SQLite's WAL) never holds it. The event handed on in memory keeps it, for the handler;
+a replay of the stored copy after a crash asks the user to send it again. The secret is also
+given to the log redactor at once, so no later log line or traceback can show it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bridge.commands.sensitive import message_secret, without_secret
 from bridge.db.models import AppServiceEvent, AppServiceTransaction
+from bridge.logs import redact_also
 
 log = logging.getLogger("rapture.inbox")
 DONE_FLUSH_SECONDS = 0.05
@@ -87,7 +95,12 @@ class TransactionInbox:
             if isinstance(sender, str) and self._is_ours(sender):
                 out.append(StoredEvent(EPHEMERAL, raw["event_id"], raw["room_id"], raw))
             else:
-                durable.append(raw)
+                secret = message_secret(raw)
+                if secret is None:
+                    durable.append(raw)
+                else:
+                    redact_also(secret.secret)
+                    durable.append(without_secret(raw, secret))
                 out.append(raw)
         inserted: dict[str, int] = {}
         insert = self._insert
