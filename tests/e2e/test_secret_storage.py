@@ -9,6 +9,7 @@ refused, redacted where the bot may, and stores nothing.
 from __future__ import annotations
 
 import sqlite3
+import stat
 import uuid
 from pathlib import Path
 
@@ -99,6 +100,12 @@ async def test_storepass_password_is_in_no_file_row_or_log(stack: Stack) -> None
 
             # While the bridge runs, before any clean-stop checkpoint: the WAL is there.
             assert Path(f"{_db(stack)}-wal").exists()
+            # ...and, like every file of the bridge's that holds a secret, private.
+            modes = {name: stat.S_IMODE((workdir / name).stat().st_mode) for name in (
+                "rapture.db", "rapture.db-wal", "rapture.db-shm", "rapture.key", "config.yaml",
+                "registration.yaml")}
+            assert modes == {"rapture.db": 0o600, "rapture.db-wal": 0o600, "rapture.db-shm": 0o600,
+                             "rapture.key": 0o600, "config.yaml": 0o600, "registration.yaml": 0o640}
             assert _files_holding(workdir, password) == []
             (payload,), = _query(stack, "SELECT payload FROM as_event WHERE event_id = ?", asked)
             assert password not in payload and '"org.rapture.secret_removed": true' in payload

@@ -107,7 +107,7 @@ def test_run_refuses_a_world_readable_key_file(tmp_path: Path) -> None:
     key = tmp_path / "rapture.key"
     create_key_file(key)
     key.chmod(0o644)
-    result = rapture("run", "-c", str(config), timeout=60)
+    result = rapture("run", "-c", str(config), timeout=30)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert str(key) in result.stderr and f"chmod 600 {key}" in result.stderr, result.stderr
     assert not (tmp_path / "rapture.db").exists()  # refused before the database was touched
