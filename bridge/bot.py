@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mautrix.appservice import IntentAPI
 from mautrix.errors import MatrixError
 from mautrix.types import (
+    EventID,
     EventType,
     Format,
     Membership,
@@ -23,6 +24,8 @@ from mautrix.types import (
     TextMessageEventContent,
 )
 from sqlalchemy import delete
+
+from connectors.api import ChatKind
 
 from bridge.commands import CommandContext, CommandRegistry
 from bridge.commands.admin import register_admin_commands
@@ -157,23 +160,44 @@ class BridgeBot:
         if found is not None and found.credential:
             why = await self.not_private_because(room_id, sender)
             if why is not None:
-                redacted = await self.try_redact(room_id, event_id)
-                await self._send_notice(room_id, _refusal(sender, found.name, why, self.mxid, redacted),
-                                        reply_to=event_id)
+                redacted = await self._redact_anyhow(room_id, event_id)
+                await self._answer(room_id, _refusal(sender, found.name, why, self.mxid, redacted), event_id)
                 log.info("refused %s from %s in %s: %s", found.name, sender, room_id, why)
                 return True
         if removed:
             name = found.name if found is not None else text.split(None, 1)[0] if text.strip() else "command"
             if found is not None and found.credential:
                 await self.try_redact(room_id, event_id)  # the handler never ran to do it
-            await self._send_notice(
+            await self._answer(
                 room_id,
-                f"Your '{name}' command reached me just before the bridge restarted, and I never "
-                "write its secret to disk, so it was lost. Please send it again.",
-                reply_to=event_id,
+                f"Your '{name}' command arrived just before the bridge restarted, and the bridge "
+                "never writes its secret to disk, so it was lost. Please send it again.",
+                event_id,
             )
             return True
         return False
+
+    def _dm_ghost(self, room_id: str) -> IntentAPI | None:
+        """In a private chat with a remote user the bot is not a member; that user's ghost is."""
+        portal = self.bridge.portals.by_room(room_id)
+        if portal is None or portal.chat.kind is not ChatKind.DM:
+            return None
+        return self.bridge.ghosts.intent(self.bridge.ghosts.mxid(portal.network, portal.chat.id))
+
+    async def _redact_anyhow(self, room_id: str, event_id: str) -> bool:
+        if await self.try_redact(room_id, event_id):
+            return True
+        ghost = self._dm_ghost(room_id)
+        if ghost is None:
+            return False
+        try:
+            await ghost.redact(RoomID(room_id), EventID(event_id), reason="It contained a secret")
+            return True
+        except Exception:
+            return False
+
+    async def _answer(self, room_id: str, text: str, reply_to: str) -> None:
+        await self.send_notice_as(self._dm_ghost(room_id) or self.intent, room_id, text, reply_to)
 
     async def not_private_because(self, room_id: str, sender: str) -> str | None:
         """Why `room_id` is not `sender`'s private DM with the bot (None when it is): a portal,
@@ -181,7 +205,7 @@ class BridgeBot:
         if self.bridge.portals.by_room(room_id) is not None:
             return "this room is bridged, so what you write here reaches the other network"
         if not await self.is_control_room(room_id):
-            return "this is not your private chat with me"
+            return "this is not your private chat with the bridge bot"
         try:
             members = await self.intent.get_room_members(
                 RoomID(room_id), (Membership.JOIN, Membership.INVITE))
@@ -190,8 +214,8 @@ class BridgeBot:
             return "I could not check who else is in this room"
         others = sorted(set(members) - {sender, self.mxid})
         if others:
-            return (f"other people are in this room ({len(others)} besides you and me), "
-                    "so it is not your private chat with me")
+            return (f"other people are in this room ({len(others)} besides you and the bridge bot), "
+                    "so it is not your private chat with it")
         return None
 
     async def try_redact(self, room_id: str, event_id: str) -> bool:
@@ -228,11 +252,12 @@ class BridgeBot:
 
 
 def _refusal(sender: str, command: str, why: str, bot: str, redacted: bool) -> str:
-    removal = ("I removed your message." if redacted else
-               "I could not remove your message (I lack the power to delete messages here): "
-               "delete it yourself, and change that secret if anyone else may have seen it.")
-    return (f"{sender}: I refused '{command}' here: {why}. Nothing was stored. Send it only in "
-            f"your private chat with me ({bot}), with nobody else in it. {removal}")
+    # Neutral voice: in a private chat with a remote user, the ghost says it, not the bot.
+    removal = ("Your message was removed." if redacted else
+               "Your message could not be removed (the bridge lacks the power to delete messages "
+               "here): delete it yourself, and change that secret if anyone else may have seen it.")
+    return (f"{sender}: '{command}' was refused here: {why}. Nothing was stored. Send it only in "
+            f"your private chat with the bridge bot ({bot}), with nobody else in it. {removal}")
 
 
 def _notice_html(text: str) -> str:

@@ -159,8 +159,8 @@ async def test_storepass_in_a_portal_is_refused_redacted_and_not_sent(stack: Sta
             for text in (f"!rapture storepass local {password}", f"storepass local {password}",
                          f"!rapture storecert local {password}"):
                 answer, asked = await _ask(m, portal, stack.bot, text)
-                assert "I refused" in answer and "this room is bridged" in answer, answer
-                assert "Nothing was stored" in answer and "I removed your message" in answer, answer
+                assert "was refused here" in answer and "this room is bridged" in answer, answer
+                assert "Nothing was stored" in answer and "Your message was removed" in answer, answer
                 assert await _is_redacted(m, portal, asked)
             # Ordered behind the refusals: once this line is on IRC, they would have been too.
             marker = f"after-{uuid.uuid4().hex[:8]}"
@@ -181,9 +181,9 @@ async def test_storepass_in_a_shared_room_is_refused_and_nothing_stored(stack: S
         room = await m.create_room(invite=[stack.bot, other.user_id])
         await m.wait_for_membership(room, stack.bot, "join")
         answer, asked = await _ask(m, room, stack.bot, f"storepass local {password}")
-        assert "I refused 'storepass' here" in answer and "other people are in this room" in answer, answer
+        assert "'storepass' was refused here" in answer and "other people are in this room" in answer, answer
         # The bot has no power to redact in the user's room: it says so instead.
-        assert "I could not remove your message" in answer and "delete it yourself" in answer, answer
+        assert "could not be removed" in answer and "delete it yourself" in answer, answer
         assert not await _is_redacted(m, room, asked)
         assert _nothing_stored(stack, account)
         # The same user's real DM, with nobody else in it, still takes the command.
@@ -196,3 +196,30 @@ async def test_storepass_in_a_shared_room_is_refused_and_nothing_stored(stack: S
         answer, _ = await _ask(m, dm, stack.bot, f"storepass local {password}")
         assert "other people are in this room" in answer, answer
     assert _files_holding(stack.local.workdir, password) == []
+
+
+async def test_storepass_in_a_private_chat_with_an_irc_user_is_refused_and_not_sent(stack: Stack) -> None:
+    """The bot is not in a DM with a remote user: the ghost answers, and nothing reaches IRC."""
+    account = stack.account()
+    password = _password()
+    erin = IrcUser(stack.local.inspircd.port, f"e{uuid.uuid4().hex[:6]}")
+    puppet = f"{account.user_id[1:].split(':')[0]}[m]"
+    try:
+        await erin.registered()
+        erin_mxid = f"@local_{erin.nick}:localhost"
+        async with TestClient(stack.homeserver, account.user_id, account.token) as m:
+            dm = await m.create_room(invite=[erin_mxid], is_direct=True)
+            await m.wait_for_membership(dm, erin_mxid, "join")
+            asked = await m.send_text(dm, f"storepass local {password}")
+            notice = await m.wait_for_event(dm, notice_from(erin_mxid, reply_to=asked), what="the refusal")
+            answer = notice["content"]["body"]
+            assert "'storepass' was refused here" in answer and "this room is bridged" in answer, answer
+            assert "Nothing was stored" in answer and stack.bot in answer, answer
+            marker = f"after-{uuid.uuid4().hex[:8]}"
+            await m.send_text(dm, marker)
+            await erin.wait_for(command("PRIVMSG", erin.nick, nick=puppet, text=marker))
+            assert not any(password[:40] in line for line in erin.seen())
+            assert _nothing_stored(stack, account)
+            assert _files_holding(stack.local.workdir, password) == []
+    finally:
+        erin.close()
