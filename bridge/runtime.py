@@ -90,6 +90,7 @@ class Bridge:
                  self.config.appservice_port)
         # Serve first, then reach the homeserver: a homeserver that starts after us (or is
         # briefly down) only delays the bot, never the intake of transactions.
+        await self.inbox.scrub_secrets()  # rows an older version stored with their secret
         for event in await self.inbox.pending():
             self.dispatcher.submit(event.room_id, event)
         self.spawn(self._connect_homeserver())

@@ -93,11 +93,9 @@ def message_secret(raw: dict[str, Any]) -> SecretCommand | None:
     content = raw.get("content")
     if not isinstance(content, dict):
         return None
-    for body in _bodies(content):
-        found = find_secret_command(body) if isinstance(body, str) else None
-        if found is not None:
-            return found
-    return None
+    found = [f for f in (find_secret_command(b) for b in _bodies(content) if isinstance(b, str)) if f]
+    # The one that holds a secret, if either does (an edit may add it to a bare command).
+    return max(found, key=lambda f: bool(f.secret)) if found else None
 
 
 def without_secret(raw: dict[str, Any], command: SecretCommand) -> dict[str, Any]:

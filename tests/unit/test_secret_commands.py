@@ -114,3 +114,32 @@ async def test_intake_stores_the_command_without_its_secret(tmp_path: Path) -> N
         await engine.dispose()
     for file in tmp_path.iterdir():
         assert password[:40].encode() not in file.read_bytes(), file
+
+
+async def test_rows_stored_by_an_older_version_lose_their_secret(tmp_path: Path) -> None:
+    """An upgrade: `storepass` rows written as received are rewritten, and SQLite's old bytes
+    (free space in the database file, pages in the WAL) are gone with them."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'rapture.db'}"
+    await asyncio.to_thread(upgrade, url)
+    engine = make_engine(url)
+    password = "legacy-" + "q" * 300
+    try:
+        async with engine.begin() as conn:
+            for i, body in enumerate([f"!rapture StorePass libera {password}", "hello", "storepass"]):
+                await conn.exec_driver_sql(
+                    "INSERT INTO as_event (event_id, room_id, txn_id, payload, done) VALUES (?, ?, ?, ?, ?)",
+                    (f"$old{i}", "!dm:hs", "t0", json.dumps(_event(body, f"$old{i}")), i == 0))
+        assert any(password[:40].encode() in f.read_bytes() for f in tmp_path.iterdir())
+        inbox = TransactionInbox(engine)
+        assert await inbox.scrub_secrets() == 1
+        assert await inbox.scrub_secrets() == 0  # once is enough
+        async with engine.connect() as conn:
+            payloads = [row[0] for row in (await conn.exec_driver_sql(
+                "SELECT payload FROM as_event ORDER BY seq")).all()]
+        assert json.loads(payloads[0])["content"] == {"msgtype": "m.text", "body": "storepass",
+                                                       SECRET_REMOVED: True}
+        assert json.loads(payloads[1])["content"]["body"] == "hello"
+        for file in tmp_path.iterdir():
+            assert password[:40].encode() not in file.read_bytes(), file
+    finally:
+        await engine.dispose()
