@@ -17,8 +17,8 @@ are not stored: nothing is bridged from them, only the state cache learns from t
 A message that holds a secret command (`storepass`, `storecert`, `join` with a key; see
 bridge/commands/sensitive.py) is stored without its secret: the row (and so the database file
 and SQLite's WAL) never holds it. The event handed on in memory keeps it, for the handler;
-a replay of the stored copy after a crash asks the user to send it again. The secret is also
-given to the log redactor at once, so no later log line or traceback can show it.
+a replay of the stored copy after a crash asks the user to send it again. A password or key
+is also given to the log redactor at once, so no later log line or traceback can show it.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ class TransactionInbox:
                 if secret is None:
                     durable.append(raw)
                 else:
-                    redact_also(secret.secret)
+                    if secret.credential:  # (a join key's false positives are ordinary words)
+                        redact_also(secret.secret)
                     durable.append(without_secret(raw, secret))
                 out.append(raw)
         inserted: dict[str, int] = {}

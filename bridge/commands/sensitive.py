@@ -36,6 +36,7 @@ from bridge.commands.registry import COMMAND_PREFIX, CommandRegistry
 SECRET_REMOVED = "org.rapture.secret_removed"  # content key of a stored copy without its secret
 CREDENTIAL_COMMANDS = frozenset({"storepass", "storecert"})
 _QUOTING = re.compile(r"[\"'\\]")
+_SPLIT_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,13 +69,13 @@ def find_secret_command(body: str) -> SecretCommand | None:
         _network, secret = _split_first(rest)
         return SecretCommand(name=name, secret=secret.strip())
     if name == "join":
-        # `join <network> <#channel> [key]`: a key is there when a third argument is, however
-        # the arguments are quoted.
-        args = CommandRegistry.split(rest)
-        plain = rest.split()
-        if len(args) >= 3 or len(plain) >= 3:
-            key = args[2] if len(args) >= 3 else plain[2]
-            return SecretCommand(name=name, secret=key)
+        # `join <network> <#channel> [key]`: a key is there when a third argument is. Quoting
+        # only ever joins words, so three plain words are the widest test; the shell-like split
+        # (bounded: this runs on every message that starts with "join") finds the key itself.
+        plain = rest.split(None, 3)
+        if len(plain) >= 3:
+            args = CommandRegistry.split(rest) if len(rest) <= _SPLIT_LIMIT else plain
+            return SecretCommand(name=name, secret=args[2] if len(args) >= 3 else plain[2])
     return None
 
 
