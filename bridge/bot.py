@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mautrix.appservice import IntentAPI
 from mautrix.errors import MatrixError
 from mautrix.types import (
+    EventID,
     EventType,
     Format,
     Membership,
@@ -24,10 +25,14 @@ from mautrix.types import (
 )
 from sqlalchemy import delete
 
+from connectors.api import ChatKind
+
 from bridge.commands import CommandContext, CommandRegistry
 from bridge.commands.admin import register_admin_commands
 from bridge.commands.builtin import register_builtin
 from bridge.commands.network import register_network_commands
+from bridge.commands.registry import COMMAND_PREFIX
+from bridge.commands.sensitive import find_secret_command, secret_was_removed
 from bridge.db.models import ControlRoom, MatrixUser
 from bridge.encrypted_rooms import invite_is_encrypted
 from bridge.permissions import Level
@@ -37,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rapture.bot")
 
-COMMAND_PREFIX = "!rapture"
 ENCRYPTION_NOTICE = (
     "This room is encrypted, and Rapture does not support encryption yet, so I cannot read "
     "anything here. Please start a new, unencrypted chat with me (in Element: turn "
@@ -123,12 +127,17 @@ class BridgeBot:
             await session.execute(delete(ControlRoom).where(ControlRoom.room_id == room_id))
 
     # -- commands --------------------------------------------------------------------------
-    async def handle_command(self, room_id: RoomID, sender: str, event_id: str, text: str) -> None:
+    async def handle_command(self, room_id: RoomID, sender: str, event_id: str, text: str,
+                             *, content: Any = None) -> None:
+        """Run a command; `content` is the event's content, when the caller has it (it tells
+        whether the intake removed a secret from a replayed event)."""
         level = self.bridge.config.permissions.level_for(sender)
 
         async def reply(message: str) -> None:
             await self._send_notice(room_id, message, reply_to=event_id)
 
+        if await self.guard_secret(room_id, sender, event_id, text, content):
+            return
         if level < Level.USER:
             have = "no permission" if level == Level.NONE else f"level '{level.label}'"
             await reply(f"Commands need permission level 'user'; you have {have}.")
@@ -138,6 +147,77 @@ class BridgeBot:
             reply=reply, bridge=self.bridge,
         )
         await self.registry.dispatch(text, ctx)
+
+    # -- commands that carry a secret (see bridge/commands/sensitive.py) ------------------------
+    async def guard_secret(self, room_id: str, sender: str, event_id: str, text: str,
+                           content: Any = None) -> bool:
+        """Refuse a credential command anywhere but the sender's private DM with the bot, and
+        a secret command whose secret the intake removed (a replay after a crash). True when
+        the command was answered here and must not run."""
+        found = find_secret_command(text)
+        removed = secret_was_removed(content)
+        if found is None and not removed:
+            return False
+        if found is not None and found.credential:
+            why = await self.not_private_because(room_id, sender)
+            if why is not None:
+                redacted = await self._redact_anyhow(room_id, event_id)
+                await self._answer(room_id, _refusal(sender, found.name, why, self.mxid, redacted), event_id)
+                log.info("refused %s from %s in %s: %s", found.name, sender, room_id, why)
+                return True
+        if removed:
+            name = found.name if found is not None else text.split(None, 1)[0] if text.strip() else "command"
+            if found is not None and found.credential:
+                await self.try_redact(room_id, event_id)  # the handler never ran to do it
+            await self._answer(
+                room_id,
+                f"Your '{name}' command arrived just before the bridge restarted, and the bridge "
+                "never writes its secret to disk, so it was lost. Please send it again.",
+                event_id,
+            )
+            return True
+        return False
+
+    def _dm_ghost(self, room_id: str) -> IntentAPI | None:
+        """In a private chat with a remote user the bot is not a member; that user's ghost is."""
+        portal = self.bridge.portals.by_room(room_id)
+        if portal is None or portal.chat.kind is not ChatKind.DM:
+            return None
+        return self.bridge.ghosts.intent(self.bridge.ghosts.mxid(portal.network, portal.chat.id))
+
+    async def _redact_anyhow(self, room_id: str, event_id: str) -> bool:
+        if await self.try_redact(room_id, event_id):
+            return True
+        ghost = self._dm_ghost(room_id)
+        if ghost is None:
+            return False
+        try:
+            await ghost.redact(RoomID(room_id), EventID(event_id), reason="It contained a secret")
+            return True
+        except Exception:
+            return False
+
+    async def _answer(self, room_id: str, text: str, reply_to: str) -> None:
+        await self.send_notice_as(self._dm_ghost(room_id) or self.intent, room_id, text, reply_to)
+
+    async def not_private_because(self, room_id: str, sender: str) -> str | None:
+        """Why `room_id` is not `sender`'s private DM with the bot (None when it is): a portal,
+        a room that is not a control room, or a room anyone else is in or invited to."""
+        if self.bridge.portals.by_room(room_id) is not None:
+            return "this room is bridged, so what you write here reaches the other network"
+        if not await self.is_control_room(room_id):
+            return "this is not your private chat with the bridge bot"
+        try:
+            members = await self.intent.get_room_members(
+                RoomID(room_id), (Membership.JOIN, Membership.INVITE))
+        except MatrixError as exc:
+            log.warning("cannot list the members of %s: %s", room_id, exc)
+            return "I could not check who else is in this room"
+        others = sorted(set(members) - {sender, self.mxid})
+        if others:
+            return (f"other people are in this room ({len(others)} besides you and the bridge bot), "
+                    "so it is not your private chat with it")
+        return None
 
     async def try_redact(self, room_id: str, event_id: str) -> bool:
         """Remove a message that holds a secret, if the bot may; True when it did."""
@@ -170,6 +250,15 @@ class BridgeBot:
             await intent.send_message_event(room_id, EventType.ROOM_MESSAGE, content)
         except MatrixError as exc:
             log.warning("could not send a notice to %s: %s", room_id, exc)
+
+
+def _refusal(sender: str, command: str, why: str, bot: str, redacted: bool) -> str:
+    # Neutral voice: in a private chat with a remote user, the ghost says it, not the bot.
+    removal = ("Your message was removed." if redacted else
+               "Your message could not be removed (the bridge lacks the power to delete messages "
+               "here): delete it yourself, and change that secret if anyone else may have seen it.")
+    return (f"{sender}: '{command}' was refused here: {why}. Nothing was stored. Send it only in "
+            f"your private chat with the bridge bot ({bot}), with nobody else in it. {removal}")
 
 
 def _notice_html(text: str) -> str:

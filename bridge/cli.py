@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -67,7 +69,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_generate_registration(args: argparse.Namespace) -> int:
     from bridge.config import ConfigError, load_config
-    from bridge.config.yaml_io import save_document
+    from bridge.config.yaml_io import PRIVATE_FILE_MODE, save_document
     from bridge.secrets import create_key_file
     from registration import build_registration, generate_tokens, write_registration
 
@@ -89,15 +91,18 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
     if config.provisioning_enabled and not config.provisioning_secret:
         doc.setdefault("provisioning", {})["shared_secret"] = generate_tokens()[0]
         print("Generated provisioning.shared_secret.")
-    save_document(args.config, doc)
+    # The config now holds the same secrets as the registration: owner-only from the moment
+    # the new file exists (the group and others lose whatever access they had).
+    try:
+        old_mode = stat.S_IMODE(args.config.stat().st_mode)
+    except FileNotFoundError:
+        old_mode = PRIVATE_FILE_MODE
+    save_document(args.config, doc, mode=(old_mode & 0o700) | 0o600)
     print(f"Wrote {args.registration} and the new tokens into {args.config}.")
+    if old_mode & 0o077:
+        print(f"{args.config} holds the tokens now, so it is readable by its owner only.")
     if create_key_file(Path(config.key_file)):
         print(f"Created {config.key_file}, the key that encrypts stored passwords (keep it, mode 0600).")
-    mode = args.config.stat().st_mode & 0o777
-    if mode & 0o077:
-        # The config now holds the same secrets as the registration: keep it private.
-        args.config.chmod(mode & 0o700)
-        print(f"{args.config} holds the tokens now, so it is readable by its owner only.")
     print(f"Add {args.registration.resolve()} to Synapse's app_service_config_files and restart it.")
     return 0
 
@@ -129,7 +134,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _print_config_errors(exc)
     config = loaded.config
-    setup_logging(config.log_level, secrets=(config.as_token, config.hs_token))
+    from bridge.secrets import key_file_problem
+
+    problem = key_file_problem(config.key_file)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(config.log_level, secrets=config.secret_values)
     from bridge.limits import raise_open_file_limit
 
     raise_open_file_limit()
@@ -176,8 +187,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir)
 
 
+# Commands that create files holding secrets (the database and its -wal/-shm, the config,
+# the registration, the key): whatever they create, and their children (the migration runs in
+# one), is owner-only from the start. Each writer also sets its own mode; this is the net.
+PRIVATE_UMASK = 0o077
+WRITES_SECRETS = frozenset({"run", "db", "generate-registration"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in WRITES_SECRETS:
+        os.umask(PRIVATE_UMASK)
     handlers = {
         "generate-registration": cmd_generate_registration,
         "check-config": cmd_check_config,

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from connectors.api import ChatRef, LoginInfo, LoginState, NetworkClient, OutgoingMessage, SendError
 
 from bridge.db.models import Login, MatrixUser
+from bridge.logs import redact_also
 from bridge.secrets import SecretsError
 
 if TYPE_CHECKING:
@@ -99,10 +100,14 @@ class LoginManager:
         if not row.credentials:
             return {}
         try:
-            return self.bridge.secret_box().open(row.credentials, context=self._context(row.mxid))
+            credentials = self.bridge.secret_box().open(row.credentials, context=self._context(row.mxid))
         except SecretsError as exc:
             log.warning("cannot read the stored credentials of %s on %s: %s", row.mxid, self.network, exc)
             return {}
+        for value in credentials.values():  # in memory now: keep them out of every log line
+            if isinstance(value, str):
+                redact_also(value)
+        return credentials
 
     async def _update_row(self, mxid: str, **values: object) -> None:
         await self._load_row(mxid)

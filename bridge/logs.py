@@ -1,4 +1,14 @@
-"""Logging set-up, with a filter that keeps secrets out of every log line."""
+"""Logging set-up, with a filter that keeps secrets out of every log line.
+
+Every secret the config declares (`ConfigKey(secret=True)`, core and connector keys alike, see
+`Config.secret_values`) is replaced by `<redacted>` in the message, in the formatted traceback
+and in the stack, before any handler writes the record. Secrets learnt while running (a
+password a user stores, credentials unsealed for a login) are added with `redact_also`.
+
+Deviation: secrets shorter than `MIN_SECRET_LENGTH` characters are not redacted, because
+replacing every occurrence of, say, "abc" would garble unrelated text; `setup_logging` warns
+about each such config value instead.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +19,86 @@ from collections.abc import Iterable
 
 _QUERY_TOKEN = re.compile(r"(access_token=)[^&\s\"']+")
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+")
+REDACTED = "<redacted>"
+MIN_SECRET_LENGTH = 4
+MAX_RUNTIME_SECRETS = 10_000  # learnt secrets kept; the oldest go first
+
+_active: list[RedactSecrets] = []  # the filters installed by setup_logging
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces known secrets, `access_token=` values and bearer tokens with `<redacted>`."""
+    """Replaces known secrets, `access_token=` values and bearer tokens with `<redacted>`,
+    in the message, the exception text and the stack of every record it sees."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 8]
+        self._config = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
+        self._learnt: dict[str, None] = {}  # ordered: the oldest is dropped first
+        self.secrets: list[str] = []
+        self._sort()
+
+    def add(self, secret: str) -> None:
+        if not secret or len(secret) < MIN_SECRET_LENGTH or secret in self._config:
+            return
+        self._learnt.pop(secret, None)
+        self._learnt[secret] = None
+        while len(self._learnt) > MAX_RUNTIME_SECRETS:
+            del self._learnt[next(iter(self._learnt))]
+        self._sort()
+
+    def _sort(self) -> None:
+        # Longest first: a secret that contains another must not be left half-replaced.
+        self.secrets = sorted(self._config | self._learnt.keys(), key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "<redacted>")
-        text = _QUERY_TOKEN.sub(r"\1<redacted>", text)
-        return _BEARER.sub(r"\1<redacted>", text)
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        text = _QUERY_TOKEN.sub(r"\1" + REDACTED, text)
+        return _BEARER.sub(r"\1" + REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = self.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            # Formatters use exc_text when it is set: format the traceback here, once, so the
+            # text every handler writes is the redacted one (exception messages and the source
+            # lines shown in a traceback can hold a secret as well as the message can).
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
+class RedactingFormatter(logging.Formatter):
+    """The last line of defence: the whole formatted record is redacted once more."""
+
+    def __init__(self, redactor: RedactSecrets, fmt: str) -> None:
+        super().__init__(fmt)
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor.redact(super().format(record))
+
+
+def redact_also(secret: str | None) -> None:
+    """Keep `secret` (a password learnt at run time) out of every later log line."""
+    if secret:
+        for redactor in _active:
+            redactor.add(secret)
+
+
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    secrets = list(secrets)
+    redactor = RedactSecrets(secrets)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secrets))
+    handler.setFormatter(RedactingFormatter(redactor, "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(redactor)
+    _active[:] = [redactor]
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -43,5 +106,11 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # aiosqlite logs every statement twice at DEBUG, drowning the bridge's own lines.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
-    # The irc library logs every line it reads and writes, twice, at DEBUG.
+    # The irc library logs every line it reads and writes, twice, at DEBUG (PASS, AUTHENTICATE
+    # and NickServ IDENTIFY lines among them).
     logging.getLogger("irc").setLevel(logging.INFO)
+    short = sum(1 for s in secrets if s and len(s) < MIN_SECRET_LENGTH)
+    if short:
+        logging.getLogger("rapture.logs").warning(
+            "%d secret(s) in the config are shorter than %d characters and cannot be kept out of "
+            "the log; use longer ones", short, MIN_SECRET_LENGTH)

@@ -34,8 +34,12 @@ class MatrixToRemote:
         content: dict[str, Any] = event.content.serialize()
         body = content.get("body")
         if isinstance(body, str) and bridge.bot.strip_prefix(body) is not None:
-            await bridge.bot.handle_command(event.room_id, sender, event.event_id, bridge.bot.strip_prefix(body) or "")
+            await bridge.bot.handle_command(event.room_id, sender, event.event_id, bridge.bot.strip_prefix(body) or "",
+                                            content=content)
             return
+        if isinstance(body, str) and await bridge.bot.guard_secret(event.room_id, sender, event.event_id, body,
+                                                                   content):
+            return  # `storepass ...` without the prefix, typed in the wrong room: not sent on
         name = await self._sender_name(event.room_id, sender)
         message = to_outgoing(content, event_id=event.event_id, sender_name=name,
                               homeserver=bridge.config.homeserver_address,

@@ -100,6 +100,7 @@ class Bridge:
                  self.config.appservice_port)
         # Serve first, then reach the homeserver: a homeserver that starts after us (or is
         # briefly down) only delays the bot, never the intake of transactions.
+        await self.inbox.scrub_secrets()  # rows an older version stored with their secret
         for event in await self.inbox.pending():
             self.dispatcher.submit(event.room_id, event)
         self.spawn(self._connect_homeserver())
@@ -250,7 +251,8 @@ class Bridge:
             if isinstance(body, str) and await self.bot.is_control_room(event.room_id):
                 command = self.bot.strip_prefix(body)
                 await self.bot.handle_command(event.room_id, event.sender, event.event_id,
-                                              command if command is not None else body)
+                                              command if command is not None else body,
+                                              content=event.content.serialize())
         elif isinstance(event, EncryptedEvent) and portal is not None and not self.is_bridge_user(event.sender):
             # A client that encrypts although the portal's state does not say so: silence would
             # look like delivery.

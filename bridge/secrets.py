@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,27 @@ def create_key_file(path: Path) -> bool:
     with os.fdopen(fd, "w") as handle:
         handle.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
     return True
+
+
+# Bits that must be clear on the key file: any access by other users, and writing by the group.
+# Group read (0640) is allowed, as for the registration: an admin may share it with a backup group.
+KEY_FILE_FORBIDDEN_BITS = 0o027
+
+
+def key_file_problem(path: Path | str) -> str | None:
+    """Why the bridge must not start with the key file at `path`, or None when it may.
+
+    A missing file is not a problem here: it only matters to the first `storepass`, which says so.
+    """
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    if mode & KEY_FILE_FORBIDDEN_BITS:
+        return (f"error: the key file {path} is open to other users (mode {mode:04o}); whoever reads "
+                f"it can decrypt every stored password. Make it private, then start again:\n"
+                f"    chmod 600 {path}")
+    return None
 
 
 class SecretBox:

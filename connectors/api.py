@@ -37,6 +37,7 @@ class ConfigKey:
     `path` is dotted and relative to the section that holds it. `kind` is the expected Python
     type (or a tuple of types); `bool` never passes for `int`. `check` returns an error
     message for a value of the right type that is still wrong, or None when it is fine.
+    `secret` marks a value (a password, a shared secret) the core keeps out of every log line.
     """
 
     path: str
@@ -45,6 +46,7 @@ class ConfigKey:
     default: Any = None
     doc: str = ""
     check: Any = None  # Callable[[Any], str | None] | None
+    secret: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

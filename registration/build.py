@@ -6,7 +6,6 @@ portals, so what the homeserver routes to us and what we create can never drift 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from pathlib import Path
@@ -57,7 +56,10 @@ def build_registration(config: Config, as_token: str, hs_token: str) -> Commente
     return reg
 
 
+REGISTRATION_MODE = 0o640
+
+
 def write_registration(path: Path, registration: Any) -> None:
-    save_document(path, registration)
-    # Secrets inside: owner read-write, group read (the homeserver may run as another user).
-    os.chmod(path, 0o640)
+    # Secrets inside: owner read-write, group read (the homeserver may run as another user),
+    # from the moment the file exists.
+    save_document(path, registration, mode=REGISTRATION_MODE)

@@ -13,6 +13,12 @@ milliseconds of events may be handled twice, never lost.
 
 Events sent by the bridge's own users (its ghosts and bot, echoed back by the homeserver)
 are not stored: nothing is bridged from them, only the state cache learns from them.
+
+A message that holds a secret command (`storepass`, `storecert`, `join` with a key; see
+bridge/commands/sensitive.py) is stored without its secret: the row (and so the database file
+and SQLite's WAL) never holds it. The event handed on in memory keeps it, for the handler;
+a replay of the stored copy after a crash asks the user to send it again. A password or key
+is also given to the log redactor at once, so no later log line or traceback can show it.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bridge.commands.sensitive import CREDENTIAL_COMMANDS, message_secret, without_secret
 from bridge.db.models import AppServiceEvent, AppServiceTransaction
+from bridge.logs import redact_also
 
 log = logging.getLogger("rapture.inbox")
 DONE_FLUSH_SECONDS = 0.05
@@ -87,7 +95,13 @@ class TransactionInbox:
             if isinstance(sender, str) and self._is_ours(sender):
                 out.append(StoredEvent(EPHEMERAL, raw["event_id"], raw["room_id"], raw))
             else:
-                durable.append(raw)
+                secret = message_secret(raw)
+                if secret is None:
+                    durable.append(raw)
+                else:
+                    if secret.credential:  # (a join key's false positives are ordinary words)
+                        redact_also(secret.secret)
+                    durable.append(without_secret(raw, secret))
                 out.append(raw)
         inserted: dict[str, int] = {}
         insert = self._insert
@@ -160,6 +174,41 @@ class TransactionInbox:
             )
             return [StoredEvent(seq, event_id, room_id, json.loads(payload))
                     for seq, event_id, room_id, payload in rows]
+
+    async def scrub_secrets(self) -> int:
+        """Take the secret out of rows stored before the intake learnt to (an upgrade from a
+        version that stored `storepass` as received); return how many were rewritten.
+
+        On SQLite the old bytes are zeroed too (`secure_delete`) and the WAL, which holds
+        copies of the old pages, is checkpointed and truncated.
+        """
+        sqlite = self._engine.dialect.name == "sqlite"
+        async with self._engine.begin() as conn:
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA secure_delete=ON")
+            rows = await conn.execute(
+                select(AppServiceEvent.seq, AppServiceEvent.payload).where(or_(
+                    *(AppServiceEvent.payload.ilike(f"%{name}%") for name in CREDENTIAL_COMMANDS)
+                ))
+            )
+            rewritten = 0
+            for seq, payload in rows.all():
+                try:
+                    raw = json.loads(payload)
+                except ValueError:
+                    continue
+                secret = message_secret(raw) if isinstance(raw, dict) else None
+                if secret is None or not secret.secret:
+                    continue  # already without it (or there was none)
+                await conn.execute(update(AppServiceEvent).where(AppServiceEvent.seq == seq).values(
+                    payload=json.dumps(without_secret(raw, secret), ensure_ascii=False)))
+                rewritten += 1
+        if rewritten and sqlite:
+            async with self._engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        if rewritten:
+            log.info("removed the secrets of %d stored commands", rewritten)
+        return rewritten
 
     async def prune(self, older_than: timedelta = timedelta(days=7)) -> None:
         """Forget handled events and transaction ids older than the homeserver would resend."""

@@ -9,6 +9,8 @@ from typing import Any
 
 from bridge.permissions import Level
 
+COMMAND_PREFIX = "!rapture"  # how a command starts outside the bot's DM ("!rapture help")
+
 
 class UsageError(Exception):
     """Raised by a command handler when its arguments are wrong; the usage line is shown."""

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from connectors.api import ConfigKey
 
@@ -32,6 +33,19 @@ def _sqlite_beside(url: str, config_path: str) -> str:
     if not file or file.startswith("/") or file.startswith(":memory:"):
         return url
     return prefix + str((Path(config_path).resolve().parent / file))
+
+
+def _secrets(values: Mapping[str, Any], keys: Sequence[ConfigKey]) -> list[str]:
+    """The values of the keys declared secret (a list of strings counts each of them)."""
+    out: list[str] = []
+    for key in keys:
+        if not key.secret:
+            continue
+        value = values.get(key.path)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and item:
+                out.append(item)
+    return out
 
 
 def _defaults(doc: Mapping[str, Any], keys: Sequence[ConfigKey]) -> dict[str, Any]:
@@ -87,6 +101,9 @@ class Config:
     provisioning_secret: str
     log_level: str
     networks: dict[str, NetworkConfig]
+    # Every value of a key declared `secret=True` (core and connectors), and the password of
+    # the database URL: what the log must never show.
+    secret_values: tuple[str, ...] = ()
 
     @property
     def bot_mxid(self) -> str:
@@ -97,10 +114,15 @@ class Config:
         cls, doc: Mapping[str, Any], path: str, schema_for: Any
     ) -> Config:
         core = _defaults(doc, CORE_KEYS)
+        secrets = _secrets(core, CORE_KEYS)
+        database_password = urlsplit(core["database.url"]).password
+        if database_password:  # as written (percent-encoded) and as the driver sees it
+            secrets += [database_password, unquote(database_password)]
         networks: dict[str, NetworkConfig] = {}
         for name, section in (_get(doc, "networks", {}) or {}).items():
             common = _defaults(section, NETWORK_KEYS)
             extra = schema_for(common["connector"]) or ()
+            secrets += _secrets(_defaults(section, extra), extra)
             networks[name] = NetworkConfig(
                 name=name,
                 connector=common["connector"],
@@ -136,4 +158,5 @@ class Config:
             provisioning_secret=core["provisioning.shared_secret"],
             log_level=core["logging.level"].upper(),
             networks=networks,
+            secret_values=tuple(dict.fromkeys(secrets)),
         )

@@ -65,14 +65,14 @@ CORE_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(path="appservice.id", kind=str, default="rapture"),
     ConfigKey(path="appservice.bot_username", kind=str, default="rapturebot", check=_localpart),
     ConfigKey(path="appservice.bot_displayname", kind=str, default="Rapture bridge bot"),
-    ConfigKey(path="appservice.as_token", kind=str, default=""),
-    ConfigKey(path="appservice.hs_token", kind=str, default=""),
+    ConfigKey(path="appservice.as_token", kind=str, default="", secret=True),
+    ConfigKey(path="appservice.hs_token", kind=str, default="", secret=True),
     ConfigKey(path="appservice.max_body_size", kind=int, default=10 * 1024 * 1024, check=_positive),
     ConfigKey(path="database.url", kind=str, default=DEFAULT_DATABASE_URL, check=_database_url),
     ConfigKey(path="bridge.permissions", kind=dict, default=None),
     ConfigKey(path="bridge.key_file", kind=str, default="rapture.key"),
     ConfigKey(path="provisioning.enabled", kind=bool, default=False),
-    ConfigKey(path="provisioning.shared_secret", kind=str, default=""),
+    ConfigKey(path="provisioning.shared_secret", kind=str, default="", secret=True),
     ConfigKey(path="logging.level", kind=str, default="INFO", check=_log_level),
 )
 

@@ -8,6 +8,8 @@ tokens back into an admin's file without destroying their comments.
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,15 +65,50 @@ def dump_document(data: Any) -> str:
     return buf.getvalue()
 
 
-def save_document(path: Path, data: Any) -> None:
-    """Write atomically, so a crash never leaves a half-written config behind."""
+def save_document(path: Path, data: Any, *, mode: int | None = None) -> None:
+    """Write atomically, so a crash never leaves a half-written config behind.
+
+    The file has `mode` (by default the mode of the file it replaces, or 0600 for a new one)
+    from the moment it exists: configs and registrations hold tokens, so there must be no
+    window in which a file created with the umask's mode is readable before a chmod.
+    """
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            mode = PRIVATE_FILE_MODE
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dump_document(data), encoding="utf-8")
+    write_private_text(tmp, dump_document(data), mode=mode)
+    tmp.replace(path)
+
+
+PRIVATE_FILE_MODE = 0o600
+
+
+def write_private_text(path: Path, text: str, *, mode: int = PRIVATE_FILE_MODE) -> None:
+    """Write a new file that has exactly `mode` before its first byte is written.
+
+    A leftover file at `path` (say, from a crash) is removed first, and a symlink there is
+    not followed: the file is always created by us, with our mode.
+    """
     try:
-        tmp.chmod(path.stat().st_mode & 0o777)
+        path.unlink()
     except FileNotFoundError:
         pass
-    tmp.replace(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        os.fchmod(fd, mode)  # exactly `mode`: the umask may have taken bits away
+        handle = os.fdopen(fd, "w", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    try:
+        with handle:
+            handle.write(text)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def key_line(mapping: Any, key: str) -> int | None:

@@ -1,16 +1,24 @@
-"""Async engine creation, with the per-backend settings that matter for a bridge."""
+"""Async engine creation, with the per-backend settings that matter for a bridge.
+
+A SQLite database file is created here, mode 0600, before SQLite opens it: SQLite itself
+would create it 0644 (less the umask), and it gives its `-wal` and `-shm` files the mode of
+the database file, so all three are private from the first byte.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 
 def make_engine(url: str) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
+        create_private_sqlite_file(url)
         # One writer at a time is SQLite's nature; wait for the lock rather than failing.
         kwargs["connect_args"] = {"timeout": 30}
     else:
@@ -33,3 +41,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+DATABASE_FILE_MODE = 0o600
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a SQLite URL names, or None for an in-memory or URI-style database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def create_private_sqlite_file(url: str) -> None:
+    """Create the (empty) database file with owner-only access, unless it exists already.
+
+    An empty file is a valid new SQLite database. A missing directory is left for SQLite to
+    report, as before.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_FILE_MODE)
+    except (FileExistsError, FileNotFoundError):
+        return
+    os.close(fd)

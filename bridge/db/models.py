@@ -170,6 +170,6 @@ class AppServiceEvent(Base):
     event_id: Mapped[str] = mapped_column(String(255), unique=True)
     room_id: Mapped[str] = mapped_column(String(255))
     txn_id: Mapped[str] = mapped_column(String(255))
-    payload: Mapped[str] = mapped_column(Text)  # the event JSON as received
+    payload: Mapped[str] = mapped_column(Text)  # the event JSON as received, less any secret
     done: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

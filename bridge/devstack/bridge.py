@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.config.yaml_io import dump_document
+from bridge.config.yaml_io import dump_document, write_private_text
 from bridge.devstack.process import log_tail, spawn, stop_process, wait_until
 
 
@@ -49,9 +49,8 @@ def write_bridge_config(
     }
     if provisioning_secret:
         doc["provisioning"] = {"enabled": True, "shared_secret": provisioning_secret}
-    path.write_text(
-        "# Generated for a local Rapture stack.\n" + dump_document(doc), encoding="utf-8"
-    )
+    # Private from the start: it holds the provisioning secret, and the tokens later.
+    write_private_text(path, "# Generated for a local Rapture stack.\n" + dump_document(doc))
 
 
 def generate_registration(config: Path, registration: Path, python: str = sys.executable) -> None:

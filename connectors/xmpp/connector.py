@@ -89,7 +89,7 @@ class XMPPConnector(NetworkConnector):
                       doc="the server's component port"),
             ConfigKey(path="component_domain", kind=str, required=True, check=domain_error,
                       doc="the domain the bridge's component owns; puppets are <localpart>@ it"),
-            ConfigKey(path="component_secret", kind=str, required=True, check=_secret,
+            ConfigKey(path="component_secret", kind=str, required=True, check=_secret, secret=True,
                       doc="the component's shared secret, as in the server's config"),
             ConfigKey(path="muc_domain", kind=str, default="", check=_optional_domain,
                       doc="MUC service for room names given without a domain (#xmpp_lobby)"),
