@@ -84,6 +84,9 @@ class Config:
     provisioning_secret: str
     log_level: str
     networks: dict[str, NetworkConfig]
+    # A Matrix message longer than this many lines (after splitting) is cut on line-based
+    # networks, with a line saying how much was left out.
+    max_message_lines: int = 10
 
     @property
     def bot_mxid(self) -> str:
@@ -130,4 +133,5 @@ class Config:
             provisioning_secret=core["provisioning.shared_secret"],
             log_level=core["logging.level"].upper(),
             networks=networks,
+            max_message_lines=core["bridge.max_message_lines"],
         )

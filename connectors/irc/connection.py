@@ -189,6 +189,11 @@ class _Connection(AioConnection):
     async def open(self, host: str, port: int, nick: str, username: str, realname: str,
                    password: str | None, factory: AioFactory) -> None:
         # What AioConnection.connect does, plus CAP LS before NICK/USER.
+        # All checked before connecting: a bad one (LineRejected) writes nothing.
+        lines = [irc_line("CAP", "LS", "302")]
+        if password:
+            lines.append(irc_line("PASS", trailing=password) if " " in password else irc_line("PASS", password))
+        lines += [irc_line("NICK", nick), irc_line("USER", username, "0", "*", trailing=realname)]
         self.buffer = self.buffer_class()
         self.handlers = {}
         self.real_server_name = ""
@@ -201,11 +206,8 @@ class _Connection(AioConnection):
         self.transport, self.protocol = await factory(protocol, self.server_address)
         self.connected = True
         self.reactor._on_connect(self.protocol, self.transport)
-        self.put(irc_line("CAP", "LS", "302"))
-        if password:
-            self.put(irc_line("PASS", password) if " " not in password else irc_line("PASS", trailing=password))
-        self.put(irc_line("NICK", nick))
-        self.put(irc_line("USER", username, "0", "*", trailing=realname))
+        for line in lines:
+            self.put(line)
 
     def put(self, line: Line) -> None:
         """The one place bytes reach the server: only a `Line` checked by `irc_line`."""
