@@ -28,7 +28,7 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +115,7 @@ class BoundedLineBuffer(LineBuffer):
     its newline) with a log line instead, and the connection goes on."""
 
     max_line = MAX_INCOMING_LINE
+    buffer: bytes
 
     def __init__(self) -> None:
         super().__init__()
@@ -132,7 +133,7 @@ class BoundedLineBuffer(LineBuffer):
             log.warning("dropped an incoming IRC line longer than %d bytes", self.max_line)
             self.buffer, self._skipping = self.buffer[:start], True
 
-    def lines(self):  # type: ignore[no-untyped-def]
+    def lines(self) -> Iterator[str]:  # type: ignore[override]  # decoded, as the library wants
         for line in super().lines():
             if len(line) > self.max_line:
                 log.warning("dropped an incoming IRC line longer than %d bytes", self.max_line)
