@@ -207,11 +207,11 @@ class LoginManager:
 
     async def join(self, mxid: str, chat_id: str, key: str = "") -> None:
         client = await self.client_for(mxid)
+        await client.join(chat_id, key)  # first: a refused join (SendError) is not remembered
         channels = self._channels.setdefault(mxid, set())
         if chat_id not in channels:
             channels.add(chat_id)
             await self._save_channels(mxid)
-        await client.join(chat_id, key)
 
     async def part(self, mxid: str, chat_id: str, reason: str = "") -> None:
         channels = self._channels.get(mxid, set())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,8 @@ class MatrixToRemote:
                               mention_name=lambda mxid: self.remote_name(portal.network, mxid))
         if message is None:
             return
+        # A long message is not flooded onto a line-based network (the connector applies it).
+        message = dataclasses.replace(message, max_lines=bridge.config.max_message_lines)
         try:
             if level >= Level.USER:
                 await runtime.logins.send(sender, event.room_id, portal.chat, message)

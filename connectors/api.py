@@ -215,6 +215,10 @@ class OutgoingMessage:
     # For an edit: the Matrix event id of the message it replaces; `text`/`html` are then the
     # whole new content. Networks with corrections send one; others send "* text".
     edit_of: str = ""
+    # At most this many lines on a line-based network (counted after long lines are split),
+    # then one line saying how many were left out; None: no limit. Set by the core from
+    # `bridge.max_message_lines`.
+    max_lines: int | None = None
 
 
 class SendError(Exception):

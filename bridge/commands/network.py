@@ -57,7 +57,11 @@ def register_network_commands(registry: CommandRegistry) -> None:
                 await ctx.reply(f"{ctx.args[1]} is not bridged, and {verdict.reason}.")
                 return
             portal = await bridge.create_channel_portal(runtime.config.name, chat_id, ctx.args[1])
-        await runtime.logins.join(ctx.sender, chat_id, key)
+        try:
+            await runtime.logins.join(ctx.sender, chat_id, key)
+        except SendError as exc:  # e.g. a key the network cannot carry
+            await ctx.reply(f"Could not join {ctx.args[1]} on {runtime.config.name}: {exc}.")
+            return
         try:
             await bridge.az.intent.invite_user(portal.room_id, ctx.sender)
         except MatrixError:

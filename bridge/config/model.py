@@ -104,6 +104,9 @@ class Config:
     # Every value of a key declared `secret=True` (core and connectors), and the password of
     # the database URL: what the log must never show.
     secret_values: tuple[str, ...] = ()
+    # A Matrix message longer than this many lines (after splitting) is cut on line-based
+    # networks, with a line saying how much was left out.
+    max_message_lines: int = 10
 
     @property
     def bot_mxid(self) -> str:
@@ -159,4 +162,5 @@ class Config:
             log_level=core["logging.level"].upper(),
             networks=networks,
             secret_values=tuple(dict.fromkeys(secrets)),
+            max_message_lines=core["bridge.max_message_lines"],
         )

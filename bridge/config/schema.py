@@ -71,6 +71,7 @@ CORE_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(path="database.url", kind=str, default=DEFAULT_DATABASE_URL, check=_database_url),
     ConfigKey(path="bridge.permissions", kind=dict, default=None),
     ConfigKey(path="bridge.key_file", kind=str, default="rapture.key"),
+    ConfigKey(path="bridge.max_message_lines", kind=int, default=10, check=_positive),
     ConfigKey(path="provisioning.enabled", kind=bool, default=False),
     ConfigKey(path="provisioning.shared_secret", kind=str, default="", secret=True),
     ConfigKey(path="logging.level", kind=str, default="INFO", check=_log_level),

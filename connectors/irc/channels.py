@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html as html_lib
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -37,6 +38,13 @@ from connectors.api import (
 from connectors.irc.formatting import irc_to_matrix
 from connectors.irc.nicks import is_channel_name
 from connectors.irc.refusals import Refusal, RefusalFilter, as_send_if_joined, refusal
+
+log = logging.getLogger("rapture.irc")
+
+# What a hostile or broken server can make us remember, at most. The largest channels on
+# big networks have a few thousand members; a bridge bot may sit in thousands of channels.
+MAX_MEMBERS = 20_000  # per channel (NAMES in progress counts too)
+MAX_CHANNELS = 10_000
 
 # Two server names: the QUIT reason of a netsplit ("*.net *.split" with hidden splits).
 NETSPLIT_RE = re.compile(r"^[\w*.-]+\.[\w*.-]+ [\w*.-]+\.[\w*.-]+$")
@@ -72,6 +80,15 @@ class Channel:
     name: str
     members: dict[str, tuple[str, set[str]]] = field(default_factory=dict)  # folded -> (nick, modes)
     names: list[tuple[str, set[str]]] | None = None  # NAMES in progress
+    full: bool = False  # MAX_MEMBERS reached (logged once)
+
+    def room_for(self, count: int) -> bool:
+        if count < MAX_MEMBERS:
+            return True
+        if not self.full:
+            self.full = True
+            log.warning("%s: more than %d members; the rest are not tracked", self.name, MAX_MEMBERS)
+        return False
 
 
 @dataclass
@@ -140,11 +157,16 @@ class ChannelTracker:
         nick = NickMask(event.source).nick
         folded_chan = self.fold(event.target)
         if self.fold(nick) == self.fold(self.own_nick()):
+            if folded_chan not in self.channels and len(self.channels) >= MAX_CHANNELS:
+                log.warning("in more than %d channels; %s is not tracked", MAX_CHANNELS, event.target)
+                return
             self.channels[folded_chan] = Channel(event.target)
             self._refusals.joined_or_asked(folded_chan)
             return
         channel = self.channels.get(folded_chan)
         if channel is None:
+            return
+        if self.fold(nick) not in channel.members and not channel.room_for(len(channel.members)):
             return
         channel.members[self.fold(nick)] = (nick, set())
         split = self._splits.get(self.fold(nick))
@@ -166,6 +188,8 @@ class ChannelTracker:
         if channel.names is None:
             channel.names = []
         for word in event.arguments[2].split():
+            if not channel.room_for(len(channel.names)):
+                break
             modes = set()
             while word and word[0] in _PREFIX_MODES:
                 modes.add(_PREFIX_MODES[word[0]])

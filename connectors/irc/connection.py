@@ -12,6 +12,10 @@ What this adds to the library, and why:
 - services login during CAP: SASL EXTERNAL with a client certificate presented over TLS,
   else (or when that is refused) SASL PLAIN; NickServ IDENTIFY where SASL is not offered.
 Invalid UTF-8 from the server is decoded leniently (latin-1 fallback), never fatal.
+
+Every outgoing line is a `wire.Line`, built and checked by `wire.irc_line`; `_Connection.put`
+is the only place bytes reach the transport. Incoming lines are bounded (`BoundedLineBuffer`):
+a server that never ends a line cannot grow our memory.
 """
 
 from __future__ import annotations
@@ -21,21 +25,29 @@ import base64
 import logging
 import sys
 import random
+import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from irc.client import Event, NickMask
 from irc.client_aio import AioConnection, AioReactor
 from irc.connection import AioFactory
-from jaraco.stream.buffer import LenientDecodingLineBuffer
+from jaraco.stream.buffer import LineBuffer
 
 from connectors.irc.flood import URGENT, ConnectionGone, FloodControl
 from connectors.irc.lines import clean_line
-from connectors.irc.nicks import DEFAULT_NICK_LENGTH, casefold, is_channel_name, nick_variants
+from connectors.irc.nicks import (
+    DEFAULT_NICK_LENGTH,
+    casefold,
+    is_channel_name,
+    is_valid_channel,
+    nick_variants,
+)
 from connectors.irc.tls import tls_context
+from connectors.irc.wire import Line, LineRejected, fit_trailing, irc_line, line_from_text
 
 log = logging.getLogger("rapture.irc")
 
@@ -48,6 +60,11 @@ PING_AFTER = 60.0  # seconds of silence before we ask the server if it is still 
 DEAD_AFTER = 150.0  # seconds of silence after which the connection is considered dead
 REGISTRATION_TIMEOUT = 30.0
 MAX_RECONNECT_DELAY = 300.0
+# The longest incoming line we keep: 8191 bytes of IRCv3 tags plus a 512-byte message.
+MAX_INCOMING_LINE = 8191 + 512
+# A channel key: no space, comma or control character (they would end or split the JOIN).
+_BAD_KEY = re.compile(r"[\x00-\x20,\x7f]")
+MAX_KEY_BYTES = 64
 
 
 class _SlimFeatures:
@@ -91,6 +108,42 @@ def puppet_can_skip(line: str) -> bool:
     return command in _PUPPET_UNUSED_NUMERICS
 
 
+class BoundedLineBuffer(LineBuffer):
+    """Lines from the server, decoded leniently (UTF-8, else latin-1), each at most
+    `max_line` bytes. jaraco's buffer keeps an unfinished line without limit, so a server
+    that never sends a newline would grow it forever: the overlong line is dropped (up to
+    its newline) with a log line instead, and the connection goes on."""
+
+    max_line = MAX_INCOMING_LINE
+    buffer: bytes
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._skipping = False  # inside an overlong line: drop bytes up to its newline
+
+    def feed(self, data: bytes) -> None:
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            data, self._skipping = data[end + 1:], False
+        super().feed(data)
+        start = self.buffer.rfind(b"\n") + 1  # where the unfinished line begins
+        if len(self.buffer) - start > self.max_line:
+            log.warning("dropped an incoming IRC line longer than %d bytes", self.max_line)
+            self.buffer, self._skipping = self.buffer[:start], True
+
+    def lines(self) -> Iterator[str]:  # type: ignore[override]  # decoded, as the library wants
+        for line in super().lines():
+            if len(line) > self.max_line:
+                log.warning("dropped an incoming IRC line longer than %d bytes", self.max_line)
+                continue
+            try:
+                yield line.decode("utf-8", "strict")
+            except UnicodeDecodeError:
+                yield line.decode("latin-1")
+
+
 class _SharedBufferProtocol(asyncio.BufferedProtocol):
     """Reads into one buffer shared by every connection, instead of asyncio's default of a
     fresh 256 KiB bytes object per read: with thousands of puppets those temporary blocks
@@ -116,7 +169,7 @@ class _SharedBufferProtocol(asyncio.BufferedProtocol):
 class _Connection(AioConnection):
     """The library's connection, decoding leniently and opening with CAP LS."""
 
-    buffer_class = LenientDecodingLineBuffer
+    buffer_class = BoundedLineBuffer
     protocol_class = _SharedBufferProtocol
     owner: IRCConnection
     # A puppet's connection skips what it never uses before parsing it: in a portal with N
@@ -137,6 +190,11 @@ class _Connection(AioConnection):
     async def open(self, host: str, port: int, nick: str, username: str, realname: str,
                    password: str | None, factory: AioFactory) -> None:
         # What AioConnection.connect does, plus CAP LS before NICK/USER.
+        # All checked before connecting: a bad one (LineRejected) writes nothing.
+        lines = [irc_line("CAP", "LS", "302")]
+        if password:
+            lines.append(irc_line("PASS", trailing=password) if " " in password else irc_line("PASS", password))
+        lines += [irc_line("NICK", nick), irc_line("USER", username, "0", "*", trailing=realname)]
         self.buffer = self.buffer_class()
         self.handlers = {}
         self.real_server_name = ""
@@ -149,18 +207,30 @@ class _Connection(AioConnection):
         self.transport, self.protocol = await factory(protocol, self.server_address)
         self.connected = True
         self.reactor._on_connect(self.protocol, self.transport)
-        self.send_raw("CAP LS 302")
-        if password:
-            self.send_raw(f"PASS {password}")
-        self.send_raw(f"NICK {nick}")
-        self.send_raw(f"USER {username} 0 * :{realname}")
+        for line in lines:
+            self.put(line)
+
+    def put(self, line: Line) -> None:
+        """The one place bytes reach the server: only a `Line` checked by `irc_line`."""
+        if not isinstance(line, Line):
+            raise TypeError("only Lines made by irc_line() are written")
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionGone("not connected")
+        self.transport.write(line.data)
 
     def send_raw(self, string: str) -> None:
-        # Only for the library's own QUIT (also called while the link is already closing,
-        # from connection_lost) and our registration lines: write directly, or drop.
-        if self.transport is None or self.transport.is_closing():
-            return
-        self.transport.write(self._prep_message(string))
+        # Only the library calls this (its QUIT, also while the link is already closing,
+        # from connection_lost): checked like any other line, written if still possible.
+        try:
+            self.put(line_from_text(string))
+        except (LineRejected, ConnectionGone) as exc:
+            log.debug("not sent (a line of the irc library): %s", exc)
+
+    def quit(self, message: str = "") -> None:
+        try:
+            self.put(fit_trailing("QUIT", text=clean_line(message)) if message else irc_line("QUIT"))
+        except (LineRejected, ConnectionGone):
+            pass
 
 
 @dataclass
@@ -176,6 +246,8 @@ class ConnectionSettings:
     reconnect_delay: float = 1.0  # first wait after a failed attempt; doubles each time
     account: str | None = None  # services account (SASL authcid / NickServ name)
     account_password: str | None = None  # when set: SASL PLAIN if offered, else NickServ
+    services_nick: str = "NickServ"  # the only nick an IDENTIFY goes to
+    services_host: str | None = None  # ... and only when that nick's host is this one
     tls_verify: bool = True  # check the server's certificate and host name
     client_cert: str | None = None  # PEM certificate + key: shown over TLS, for SASL EXTERNAL
 
@@ -186,9 +258,11 @@ class _ChannelWish:
     key: str = ""
 
 
+_CAP_END = irc_line("CAP", "END")
 EventCallback = Callable[["IRCConnection", Event], None]
 StateCallback = Callable[["IRCConnection", str, str], None]  # (conn, state, message)
 SASL_CHUNK = 400
+_ABORTED = "aborted"  # the SASL "mechanism" after we aborted it ourselves
 
 
 @dataclass(eq=False, slots=True)
@@ -219,6 +293,7 @@ class IRCConnection:
     _attempt: int = 0
     _registered_future: asyncio.Future[None] | None = None
     _sasl_busy: bool = False
+    _services_pending: bool = False  # a USERHOST of the services nick is on its way
     _sasl_mech: str = ""  # the mechanism being tried
     _sasl_next: tuple[str, ...] = ()  # to try if the current one fails
     _sasl_offered: frozenset[str] | None = None  # `sasl=PLAIN,EXTERNAL`; None: no list given
@@ -258,7 +333,7 @@ class IRCConnection:
             self._task.cancel()
         conn = self._conn
         if conn is not None and getattr(conn, "connected", False):
-            conn.send_raw(f"QUIT :{clean_line(reason)}")
+            conn.quit(reason)
             conn.transport.close()
         self._teardown("stopped")
         if conn is not None:
@@ -308,7 +383,9 @@ class IRCConnection:
                 self._conn.open(s.host, s.port, self.nick, s.username, s.realname, s.password, factory),
                 REGISTRATION_TIMEOUT,
             )
-        except (OSError, TimeoutError, ConnectionGone) as exc:
+        except (OSError, TimeoutError, ConnectionGone, LineRejected) as exc:
+            if isinstance(exc, LineRejected):
+                self._close_transport()
             log.info("%s: cannot connect to %s:%d: %s", self.nick, s.host, s.port, exc)
             self.on_state(self, "disconnected", f"cannot connect: {exc}")
             return False
@@ -334,11 +411,11 @@ class IRCConnection:
                 self._tls = tls_context(verify=s.tls_verify)
         return self._tls
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: Line) -> None:
         conn = self._conn
-        if conn is None or conn.transport is None or conn.transport.is_closing():
+        if conn is None:
             raise ConnectionGone("not connected")
-        conn.transport.write(conn._prep_message(line))
+        conn.put(line)
 
     def _close_transport(self) -> None:
         conn = self._conn
@@ -349,6 +426,7 @@ class IRCConnection:
         was = self.registered
         self.registered = False
         self.authenticated = False
+        self._services_pending = False
         self._sasl_busy = False
         self._sasl_next = ()
         self._sasl_offered = None
@@ -364,12 +442,12 @@ class IRCConnection:
             self.on_state(self, "disconnected", reason)
 
     # -- sending ---------------------------------------------------------------------------
-    def send(self, line: str, priority: int = 1) -> None:
+    def send(self, line: Line, priority: int = 1) -> None:
         if self._flood is None:
             raise ConnectionGone("not connected")
         self._flood.send(line, priority)
 
-    async def send_wait(self, line: str) -> None:
+    async def send_wait(self, line: Line) -> None:
         """Queue a line and wait until it is written (raises ConnectionGone)."""
         if self._flood is None or not self.connected:
             raise ConnectionGone("not connected")
@@ -380,16 +458,24 @@ class IRCConnection:
         return self._flood.pending if self._flood is not None else 0
 
     def join(self, channel: str, key: str = "") -> None:
+        """Join now if connected, and after every reconnect. Raises `LineRejected` for a
+        name or key IRC cannot carry (nothing is remembered or sent then)."""
+        if not is_valid_channel(channel):
+            raise LineRejected("not a valid IRC channel name")
+        if key and (_BAD_KEY.search(key) or key[0] == ":" or len(key.encode("utf-8", "replace")) > MAX_KEY_BYTES):
+            raise LineRejected(f"a channel key cannot hold spaces, commas or control characters, "
+                               f"nor start with ':', and has at most {MAX_KEY_BYTES} bytes")
+        line = irc_line("JOIN", channel, key) if key else irc_line("JOIN", channel)
         folded = casefold(channel, self.casemapping)
         self.channels[folded] = _ChannelWish(channel, key)
         if self.connected and folded not in self.joined:
-            self.send(f"JOIN {channel} {key}".rstrip())
+            self.send(line)
 
     def part(self, channel: str, reason: str = "") -> None:
         folded = casefold(channel, self.casemapping)
         self.channels.pop(folded, None)
         if self.connected and folded in self.joined:
-            self.send(f"PART {channel} :{clean_line(reason)}")
+            self.send(fit_trailing("PART", channel, text=clean_line(reason)))
 
     def folded(self, name: str) -> str:
         return casefold(name, self.casemapping)
@@ -412,9 +498,12 @@ class IRCConnection:
 
     def _on_ping(self, event: Event) -> None:
         target = event.target or (event.arguments[0] if event.arguments else "")
-        self._urgent(f"PONG :{target}")
+        try:
+            self._urgent(irc_line("PONG", trailing=target))
+        except LineRejected:
+            log.warning("%s: the server's PING token cannot be answered (too long)", self.nick)
 
-    def _urgent(self, line: str) -> None:
+    def _urgent(self, line: Line) -> None:
         if self._flood is not None:
             self._flood.send(line, URGENT)
         else:
@@ -428,7 +517,9 @@ class IRCConnection:
         if sub in ("LS", "NEW"):
             more = len(args) > 2 and args[1] == "*"
             offered = args[-1].split()
-            self._offered |= {sys.intern(cap.split("=", 1)[0]) for cap in offered}
+            # Only what we may ask for: a server listing endless capabilities cannot grow it.
+            self._offered |= {sys.intern(name) for name in (cap.split("=", 1)[0] for cap in offered)
+                              if name in WANTED_CAPS or name == "sasl"}
             for cap in offered:
                 name, _, value = cap.partition("=")
                 if name == "sasl":
@@ -438,9 +529,9 @@ class IRCConnection:
             want_caps = WANTED_CAPS | ({"sasl"} if self._sasl_plan() else set())
             wanted = sorted(want_caps & self._offered - self.caps)
             if wanted:
-                self._urgent(f"CAP REQ :{' '.join(wanted)}")
+                self._urgent(irc_line("CAP", "REQ", trailing=" ".join(wanted)))
             elif not self.registered:
-                self._urgent("CAP END")
+                self._urgent(_CAP_END)
         elif sub == "ACK":
             acked = {sys.intern(c) for c in args[-1].split() if not c.startswith("-")}
             self.caps |= acked
@@ -450,10 +541,10 @@ class IRCConnection:
                 self._sasl_next = tuple(plan)
                 self._next_sasl()
             elif not self.registered:
-                self._urgent("CAP END")
+                self._urgent(_CAP_END)
         elif sub == "NAK":
             if not self.registered:
-                self._urgent("CAP END")
+                self._urgent(_CAP_END)
         elif sub == "DEL":
             self.caps -= set(args[-1].split())
 
@@ -473,29 +564,40 @@ class IRCConnection:
 
     def _next_sasl(self) -> None:
         self._sasl_mech, self._sasl_next = self._sasl_next[0], self._sasl_next[1:]
-        self._urgent(f"AUTHENTICATE {self._sasl_mech}")
+        self._urgent(irc_line("AUTHENTICATE", self._sasl_mech))
 
     def _on_authenticate(self, event: Event) -> None:
         challenge = event.target or (event.arguments[0] if event.arguments else "")
         if not self._sasl_busy or challenge != "+":
             return
         if self._sasl_mech == "EXTERNAL":
-            self._urgent("AUTHENTICATE +")  # the identity is the certificate's (and its account's)
+            self._urgent(irc_line("AUTHENTICATE", "+"))  # the identity is the certificate's (and its account's)
             return
         account = self.settings.account or self.wanted_nick
         password = self.settings.account_password or ""
-        token = base64.b64encode(f"{account}\0{account}\0{password}".encode()).decode()
+        try:
+            if "\0" in account or "\0" in password:  # NUL separates PLAIN's fields
+                raise UnicodeError
+            token = base64.b64encode(f"{account}\0{account}\0{password}".encode()).decode()
+        except UnicodeError:
+            self.on_state(self, "auth_failed", "the stored account name or password cannot be sent "
+                          "(it holds a NUL or is not valid Unicode)")
+            self._sasl_mech = _ABORTED
+            self._urgent(irc_line("AUTHENTICATE", "*"))
+            return
         chunks = [token[i:i + SASL_CHUNK] for i in range(0, len(token), SASL_CHUNK)] or ["+"]
         if len(chunks[-1]) == SASL_CHUNK:
             chunks.append("+")  # a full last chunk must be followed by an empty one
-        for chunk in chunks:
-            self._urgent(f"AUTHENTICATE {chunk}")
+        for chunk in chunks:  # base64: nothing in it can break a line
+            self._urgent(irc_line("AUTHENTICATE", chunk))
 
     def _on_sasl_done(self, event: Event) -> None:
         if not self._sasl_busy:
             return
         failed = event.type != "saslsuccess"
-        if failed and self._sasl_mech == "EXTERNAL":
+        if self._sasl_mech == _ABORTED:
+            pass  # told already
+        elif failed and self._sasl_mech == "EXTERNAL":
             then = "; trying the stored password" if self._sasl_next else ""
             self.on_state(self, "auth_failed",
                           f"the network refused the stored client certificate (SASL EXTERNAL){then}")
@@ -509,15 +611,55 @@ class IRCConnection:
         if not failed:
             self.authenticated = True
         if not self.registered:
-            self._urgent("CAP END")
+            self._urgent(_CAP_END)
 
     def _on_loggedin(self, event: Event) -> None:
         self.authenticated = True
 
+    # NickServ: the password goes only to the configured services nick, and only once the
+    # server has shown that nick to be the network's services (its host is `services_host`).
+    # Anyone can take the nick "NickServ" on a network without services, or while they are
+    # split off: an unchecked IDENTIFY would hand them the password.
     def _identify_with_nickserv(self) -> None:
         if self._has_password() and not self.authenticated and "sasl" not in self.caps:
-            account = self.settings.account or self.wanted_nick
-            self.send(f"PRIVMSG NickServ :IDENTIFY {account} {clean_line(self.settings.account_password or '')}")
+            self._services_pending = True
+            self.send(irc_line("USERHOST", self.settings.services_nick))
+
+    def _on_userhost(self, event: Event) -> None:
+        if not self._services_pending:
+            return
+        self._services_pending = False
+        s = self.settings
+        host = None
+        for entry in " ".join(event.arguments).split():
+            nick, _, mask = entry.partition("=")
+            if self.folded(nick.rstrip("*")) == self.folded(s.services_nick):
+                host = mask.lstrip("+-").partition("@")[2]
+        if host is None:
+            self._services_refused(f"{s.services_nick} is not on the network")
+        elif not s.services_host:
+            self._services_refused("the bridge's configuration names no services host for this network "
+                                   "(services_host), so it cannot tell the real services from an impostor")
+        elif host.lower() != s.services_host.lower():
+            self._services_refused(f"{s.services_nick} is at {host}, not at the services host {s.services_host}")
+        else:
+            self._send_identify()
+
+    def _services_refused(self, why: str) -> None:
+        log.warning("%s: not identifying to %s: %s", self.nick, self.settings.services_nick, why)
+        self.on_state(self, "auth_failed", f"your password was not sent to {self.settings.services_nick}: {why}")
+
+    def _send_identify(self) -> None:
+        s = self.settings
+        account = s.account or self.wanted_nick
+        try:
+            if not account or any(c.isspace() or ord(c) < 32 for c in account):
+                raise LineRejected("the account name holds a space or control character")
+            line = irc_line("PRIVMSG", s.services_nick, trailing=f"IDENTIFY {account} {s.account_password or ''}")
+        except LineRejected as exc:
+            self.on_state(self, "auth_failed", f"the stored password cannot be sent to {s.services_nick}: {exc}")
+            return
+        self.send(line)
 
     def _on_welcome(self, event: Event) -> None:
         self.registered = True
@@ -549,7 +691,7 @@ class IRCConnection:
             self._close_transport()
             return
         self.nick, self._nick_tries = self._nick_tries[0], self._nick_tries[1:]
-        self._urgent(f"NICK {self.nick}")
+        self._urgent(irc_line("NICK", self.nick))
 
     def _on_join(self, event: Event) -> None:
         source = NickMask(event.source)
@@ -588,7 +730,7 @@ class IRCConnection:
             self._close_transport()
             return
         if silent > PING_AFTER:
-            self._urgent(f"PING :rapture-{int(time.time())}")
+            self._urgent(irc_line("PING", trailing=f"rapture-{int(time.time())}"))
         self._schedule_keepalive()
 
 
@@ -612,23 +754,25 @@ _HANDLERS: dict[str, Callable[[IRCConnection, Event], None]] = {
     "saslaborted": IRCConnection._on_sasl_done,
     "saslalready": IRCConnection._on_sasl_done,
     "loggedin": IRCConnection._on_loggedin,
+    "userhost": IRCConnection._on_userhost,
 }
 
 
-def join_lines(wishes: list[_ChannelWish], budget: int = 400) -> list[str]:
-    """JOIN commands for many channels, several per line (a bot may sit in thousands)."""
-    lines: list[str] = []
+def join_lines(wishes: list[_ChannelWish], budget: int = 400) -> list[Line]:
+    """JOIN commands for many channels, several per line (a bot may sit in thousands).
+    Wishes were checked by `IRCConnection.join`."""
+    lines: list[Line] = []
     names: list[str] = []
     for wish in wishes:
         if wish.key:
-            lines.append(f"JOIN {wish.name} {wish.key}")
+            lines.append(irc_line("JOIN", wish.name, wish.key))
             continue
         if names and len(",".join([*names, wish.name])) > budget:
-            lines.append("JOIN " + ",".join(names))
+            lines.append(irc_line("JOIN", ",".join(names)))
             names = []
         names.append(wish.name)
     if names:
-        lines.append("JOIN " + ",".join(names))
+        lines.append(irc_line("JOIN", ",".join(names)))
     return lines
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ from connectors.irc.channels import ChannelTracker
 from connectors.irc.connection import ConnectionSettings, IRCConnection, make_reactor
 from connectors.irc.consent import OperatorConsent
 from connectors.irc.flood import ConnectionGone
+from connectors.irc.lines import clean_name
 from connectors.irc.nicks import casefold, is_valid_channel, is_valid_nick, sanitize_nick
 from connectors.irc.puppet import IRCPuppet
 from connectors.irc.render import render_lines
@@ -82,6 +84,11 @@ class IRCConnector(NetworkConnector):
                       doc="seconds before the first reconnect attempt; doubles up to 5 minutes"),
             ConfigKey(path="netsplit_grace", kind=(int, float), default=30, check=_non_negative,
                       doc="seconds to wait for users lost in a netsplit to come back"),
+            ConfigKey(path="services_nick", kind=str, default="NickServ", check=_nick,
+                      doc="nick of the network's NickServ: the only one a stored password is sent to"),
+            ConfigKey(path="services_host", kind=str, default=None, check=_host,
+                      doc="host of the network's services (e.g. services.libera.chat): NickServ IDENTIFY "
+                          "is sent only when the services nick has this host; unset: never (SASL only)"),
         )
 
     def __init__(self, network: str, options: dict[str, Any], ctx: Any = None) -> None:
@@ -124,12 +131,14 @@ class IRCConnector(NetworkConnector):
     def settings_for(self, username: str, realname: str, *, account: str | None = None,
                      password: str | None = None, client_cert: str | None = None) -> ConnectionSettings:
         o = self.options
-        ident = "".join(c for c in username.lower() if c.isalnum())[:10] or "matrix"
+        ident = "".join(c for c in username.lower() if c.isascii() and c.isalnum())[:10] or "matrix"
         return ConnectionSettings(
             account=account, account_password=password, client_cert=client_cert,
             host=o["host"], port=int(o.get("port") or 6667), tls=bool(o.get("tls")),
             tls_verify=o.get("tls_verify") is not False,
-            username=ident, realname=realname or username, password=o.get("password"),
+            # The real name comes from a Matrix display name: shown without control characters.
+            username=ident, realname=clean_name(realname) or ident, password=o.get("password"),
+            services_nick=o.get("services_nick") or "NickServ", services_host=o.get("services_host") or None,
             burst=int(o.get("flood_burst") or 10),
             rate=float(o.get("flood_rate") if o.get("flood_rate") is not None else 2.0),
             reconnect_delay=float(o.get("reconnect_delay") or 1.0),
@@ -205,11 +214,12 @@ class IRCConnector(NetworkConnector):
         bot = self.bot
         if bot is None or not bot.connected:
             raise SendError("the bridge is not connected to IRC", retriable=True)
-        prefix = "" if message.kind.value == "m.emote" else f"<{message.sender_name}> "
+        # The display name is the sender's to choose: shown without control characters (a CR
+        # in it would end the line on some servers), and short.
+        name = clean_name(message.sender_name) or "?"
+        prefix = "" if message.kind.value == "m.emote" else f"<{name}> "
         if message.kind.value == "m.emote":
-            message = OutgoingMessage(kind=message.kind, text=f"{message.sender_name} {message.text}",
-                                      html=None, mentions=message.mentions, event_id=message.event_id,
-                                      sender_name=message.sender_name)
+            message = dataclasses.replace(message, text=f"{name} {message.text}", html=None)
         lines = render_lines(message, target=chat.id, nick=bot.nick, mask_bytes=bot.mask_bytes, prefix=prefix)
         try:
             for line in lines[:-1]:

@@ -6,14 +6,23 @@ Everything else is FIFO. There is no task per connection: when the bucket is emp
 timer is scheduled for the next token, which keeps ten thousand idle puppets free.
 
 Never the `irc` library's `set_rate_limit`: it sleeps with `time.sleep`, blocking the loop.
+
+Only checked `Line`s (see `wire.irc_line`) enter the queue, so writing one can fail only
+because the connection is gone: a bad line is refused to its caller before it is queued,
+and can never take the lines queued behind it down with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from collections.abc import Callable
+
+from connectors.irc.wire import Line
+
+log = logging.getLogger("rapture.irc")
 
 URGENT = 0
 NORMAL = 1
@@ -26,7 +35,7 @@ class ConnectionGone(Exception):
 class FloodControl:
     __slots__ = ("_write", "burst", "rate", "_tokens", "_stamp", "_queue", "_timer")
 
-    def __init__(self, write: Callable[[str], None], *, burst: int, rate: float) -> None:
+    def __init__(self, write: Callable[[Line], None], *, burst: int, rate: float) -> None:
         """`rate` lines per second after a burst of `burst`; rate <= 0 turns control off."""
         self._write = write
         self.burst = max(1, burst)
@@ -34,7 +43,7 @@ class FloodControl:
         self._tokens = float(self.burst)
         self._stamp = time.monotonic()
         # Created on first use: an empty deque costs ~600 bytes, times thousands of puppets.
-        self._queue: collections.deque[tuple[str, asyncio.Future[None] | None]] | None = None
+        self._queue: collections.deque[tuple[Line, asyncio.Future[None] | None]] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -46,8 +55,10 @@ class FloodControl:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
-    def send(self, line: str, priority: int = NORMAL, *, done: asyncio.Future[None] | None = None) -> None:
+    def send(self, line: Line, priority: int = NORMAL, *, done: asyncio.Future[None] | None = None) -> None:
         """Write now if allowed, else queue. `done` is resolved once the line is written."""
+        if not isinstance(line, Line):  # a str would skip the wire guard
+            raise TypeError("FloodControl sends Lines made by irc_line()")
         if priority == URGENT or self.rate <= 0:
             self._write(line)
             _resolve(done)
@@ -63,7 +74,7 @@ class FloodControl:
         self._queue.append((line, done))
         self._schedule()
 
-    async def send_and_wait(self, line: str) -> None:
+    async def send_and_wait(self, line: Line) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.send(line, done=future)
         await future
@@ -82,11 +93,16 @@ class FloodControl:
             self._tokens -= 1
             try:
                 self._write(line)
-            except Exception as exc:  # the transport went away: fail this and the rest
+            except ConnectionGone as exc:  # the transport went away: fail this and the rest
                 if done is not None and not done.done():
-                    done.set_exception(ConnectionGone(str(exc)))
+                    done.set_exception(exc)
                 self.fail_all(str(exc))
                 return
+            except Exception as exc:  # not expected: this line fails, the queue goes on
+                log.exception("writing a queued IRC line failed")
+                if done is not None and not done.done():
+                    done.set_exception(ConnectionGone(str(exc)))
+                continue
             _resolve(done)
         self._schedule()
 

@@ -10,14 +10,40 @@ adds when relaying it, so text is split on word boundaries, never inside a UTF-8
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 IRC_LINE_BYTES = 512
 # When our own hostmask is not known yet: the longest ident and host servers allow.
 UNKNOWN_MASK_BYTES = 1 + 10 + 1 + 63
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_NAME_BYTES = 64  # a display name shown on IRC (relay prefix, real name)
+
+
 def clean_line(text: str) -> str:
-    """Remove what can never appear inside one IRC message: CR, LF, NUL and CTCP markers."""
-    return text.replace("\r", "").replace("\n", " ").replace("\x00", "").replace("\x01", "")
+    """Remove what can never appear inside one IRC message: CR, LF, NUL and CTCP markers.
+
+    A lone surrogate (JSON can carry "\\ud800") cannot be encoded: it becomes U+FFFD."""
+    text = text.replace("\r", "").replace("\n", " ").replace("\x00", "").replace("\x01", "")
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def clean_name(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """A display name as IRC shows it: without control or formatting characters, line or
+    paragraph separators (any of which could fake a line or a nick; the zero-width joiner of
+    emoji sequences stays), whitespace runs made
+    one space, cut on a character boundary to `max_bytes`."""
+    kept = "".join(
+        " " if c.isspace() else c for c in _SURROGATE.sub("\ufffd", name)
+        if c.isspace() or c == "\u200d" or unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp")
+    )
+    text = " ".join(kept.split())
+    encoded = text.encode("utf-8")
+    if len(encoded) > max_bytes:
+        text = encoded[:max_bytes].decode("utf-8", "ignore").rstrip()
+    return text
 
 
 def text_lines(text: str) -> list[str]:

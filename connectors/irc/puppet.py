@@ -26,7 +26,7 @@ from connectors.irc.connection import IRCConnection
 from connectors.irc.flood import ConnectionGone
 from connectors.irc.formatting import irc_to_matrix
 from connectors.irc.lines import clean_line
-from connectors.irc.nicks import is_channel_name
+from connectors.irc.nicks import is_channel_name, is_valid_channel, is_valid_nick
 from connectors.irc.refusals import (
     NOT_ON_IRC,
     Refusal,
@@ -35,6 +35,7 @@ from connectors.irc.refusals import (
     refusal,
 )
 from connectors.irc.render import render_lines
+from connectors.irc.wire import Line, LineRejected, fit_trailing, irc_line
 
 if TYPE_CHECKING:
     from connectors.irc.connector import IRCConnector
@@ -98,7 +99,7 @@ class IRCPuppet(NetworkClient):
     async def join(self, chat_id: str, key: str = "") -> None:
         if self._refusals is not None:
             self._refusals.joined_or_asked(self.conn.folded(chat_id))  # asked again: tell again
-        self.conn.join(chat_id, key)
+        self.conn.join(chat_id, key)  # LineRejected (a SendError) for a key IRC cannot carry
 
     async def part(self, chat_id: str, reason: str = "") -> None:
         self.conn.part(chat_id, reason)
@@ -126,14 +127,20 @@ class IRCPuppet(NetworkClient):
             raise SendError(f"connection lost: {exc}", retriable=True) from exc
 
     async def set_topic(self, chat_id: str, topic: str) -> None:
-        self._send_or_fail(f"TOPIC {chat_id} :{clean_line(topic)}")
+        self._send_or_fail(fit_trailing("TOPIC", _channel(chat_id), text=clean_line(topic)))
 
     async def kick(self, chat_id: str, user_id: str, reason: str = "") -> None:
-        self._send_or_fail(f"KICK {chat_id} {user_id} :{clean_line(reason)}")
+        # The nick comes from a ghost's user ID, which anyone can make up (`@libera_x=20=0dquit`).
+        if not is_valid_nick(user_id, 64):
+            raise LineRejected(f"{user_id[:40]!r} is not an IRC nick")
+        self._send_or_fail(fit_trailing("KICK", _channel(chat_id), user_id, text=clean_line(reason)))
 
     async def set_name(self, name: str) -> None:
+        if not is_valid_nick(name, 64):
+            raise LineRejected(f"{name[:40]!r} is not an IRC nick")
+        line = irc_line("NICK", name)
         self.conn.wanted_nick = name
-        self._send_or_fail(f"NICK {clean_line(name)}")
+        self._send_or_fail(line)
 
     async def reconnect(self, reason: str) -> None:
         await self.conn.stop(reason)
@@ -147,7 +154,9 @@ class IRCPuppet(NetworkClient):
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._whois[folded] = ([], future)
         try:
-            self._send_or_fail(f"WHOIS {clean_line(name)}")
+            if not is_valid_nick(name, 64):
+                raise LineRejected(f"{name[:40]!r} is not an IRC nick")
+            self._send_or_fail(irc_line("WHOIS", name))
             return await asyncio.wait_for(future, WHOIS_TIMEOUT)
         except TimeoutError:
             raise SendError("the server did not answer the WHOIS", retriable=True) from None
@@ -197,7 +206,7 @@ class IRCPuppet(NetworkClient):
         if self._refusals.worth_telling(folded, refused):
             self.connector.emit(RemoteNotice(chat=chat, text=text))
 
-    def _send_or_fail(self, line: str) -> None:
+    def _send_or_fail(self, line: Line) -> None:
         try:
             self.conn.send(line)
         except ConnectionGone as exc:
@@ -249,3 +258,9 @@ class IRCPuppet(NetworkClient):
             sender=self.connector.user(sender), kind=kinds[kind], text=text, html=html,
             timestamp_ms=server_time_ms(event), remote_id=message_id(event),
         ))
+
+
+def _channel(chat_id: str) -> str:
+    if not is_valid_channel(chat_id):
+        raise LineRejected(f"{chat_id[:70]!r} is not an IRC channel")
+    return chat_id

@@ -65,6 +65,8 @@ class RefusalFilter:
         if refused.what == "join":
             if folded_subject in self._joins:
                 return False
+            if len(self._joins) >= 1024:  # a server inventing refusals cannot grow it
+                self._joins.clear()
             self._joins.add(folded_subject)
             return True
         now = time.monotonic()

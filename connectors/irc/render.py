@@ -5,15 +5,23 @@ from __future__ import annotations
 from connectors.api import MessageKind, OutgoingMessage
 from connectors.irc.formatting import matrix_to_irc
 from connectors.irc.lines import payload_budget, split_bytes, text_lines
+from connectors.irc.wire import Line, irc_line
 
 _ACTION_OVERHEAD = len("\x01ACTION \x01")
 
 
-def render_lines(message: OutgoingMessage, *, target: str, nick: str, mask_bytes: int | None,
-                 prefix: str = "") -> list[str]:
-    """Every line is a complete, safe IRC command that fits in 512 bytes when relayed.
+def left_out_note(count: int) -> str:
+    return f"(… {count} more line{'s' if count != 1 else ''} not sent)"
 
-    `prefix` (e.g. `<alice> ` for a relayed message) starts every line.
+
+def render_lines(message: OutgoingMessage, *, target: str, nick: str, mask_bytes: int | None,
+                 prefix: str = "") -> list[Line]:
+    """Every line is a complete, checked IRC command that fits in 512 bytes when relayed.
+
+    `prefix` (e.g. `<alice> ` for a relayed message, already cleaned) starts every line.
+    With `message.max_lines`, at most that many lines (counted after splitting) are sent,
+    then one line saying how many were left out. Raises `LineRejected` (a `SendError`)
+    for a target that cannot be written.
     """
     text = matrix_to_irc(message.text, message.html, message.mentions.get)
     if message.edit_of:
@@ -22,11 +30,15 @@ def render_lines(message: OutgoingMessage, *, target: str, nick: str, mask_bytes
     budget = payload_budget(command, target, nick, mask_bytes) - len(prefix.encode())
     if message.kind is MessageKind.EMOTE:
         budget -= _ACTION_OVERHEAD
-    out: list[str] = []
+    payloads: list[str] = []
     for line in text_lines(text):
         for piece in split_bytes(line, budget):
             payload = prefix + piece
             if message.kind is MessageKind.EMOTE:
                 payload = f"\x01ACTION {payload}\x01"
-            out.append(f"{command} {target} :{payload}")
-    return out
+            payloads.append(payload)
+    limit = message.max_lines
+    if limit is not None and len(payloads) > limit:
+        left = len(payloads) - limit
+        payloads = [*payloads[:limit], prefix + left_out_note(left)]
+    return [irc_line(command, target, trailing=payload) for payload in payloads]

@@ -40,7 +40,14 @@ def services_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
         local = start_local_stack(
             base / "stack", permissions=PERMISSIONS, inspircd=with_sasl[0],
             extra_networks={
-                "plain": {"connector": "irc", "host": "127.0.0.1", "port": without_sasl[0].port},
+                # Atheme's NickServ is at services.rapture.test (bridge/devstack/atheme.py): the
+                # bridge sends it a password only after seeing it there.
+                "plain": {"connector": "irc", "host": "127.0.0.1", "port": without_sasl[0].port,
+                          "services_host": "services.rapture.test"},
+                # The same server, configured with another services host: its NickServ is
+                # treated as an impostor and gets no password.
+                "impostor": {"connector": "irc", "host": "127.0.0.1", "port": without_sasl[0].port,
+                             "services_host": "services.elsewhere.test"},
                 # The same server as "local", through its TLS port (a self-signed certificate).
                 "tls": {"connector": "irc", "host": "127.0.0.1", "port": tls_port, "tls": True,
                         "tls_verify": False},
@@ -118,6 +125,37 @@ async def test_network_without_sasl_falls_back_to_nickserv(services_stack) -> No
     assert logged_in == name
     mine = [line for line in _service_log(atheme) if f"{name}/" in line]
     assert any("NickServ" in line and "IDENTIFY" in line for line in mine), mine
+
+
+async def test_nickserv_not_at_the_services_host_gets_no_password(services_stack) -> None:
+    stack, plain_port, (_, atheme) = services_stack
+    account = stack.account()
+    puppet = f"{account.user_id[1:].split(':')[0]}[m]"
+    name = f"m{uuid.uuid4().hex[:8]}"
+    password = "pw-" + uuid.uuid4().hex
+    await asyncio.to_thread(nickserv_register, plain_port, name, password)
+    channel = f"#i{uuid.uuid4().hex[:6]}"
+    watcher = IrcUser(plain_port, f"w{uuid.uuid4().hex[:6]}")
+    await watcher.registered()
+    await watcher.join(channel)
+    try:
+        async with TestClient(stack.homeserver, account.user_id, account.token) as m:
+            room = await m.create_room(invite=[stack.bot], is_direct=True)
+            await m.wait_for_membership(room, stack.bot, "join")
+            for text in (f"join impostor {channel}", f"username impostor {name}",
+                         f"storepass impostor {password}", "reconnect impostor"):
+                asked = await m.send_text(room, text)
+                await m.wait_for_event(room, notice_from(stack.bot, reply_to=asked))
+                if text.startswith("join"):
+                    await watcher.wait_for(command("JOIN", channel, nick=puppet))
+            await watcher.wait_for(command("QUIT", nick=puppet))
+            await watcher.wait_for(command("JOIN", channel, nick=puppet), timeout=30)
+            told = await m.wait_for_event(room, notice_from(stack.bot, contains="not sent to NickServ"))
+            assert "services.rapture.test" in told["content"]["body"]  # where the nick really is
+            assert await asyncio.to_thread(account_of, plain_port, puppet) is None
+            assert not [line for line in _service_log(atheme) if f"{name}/" in line and "IDENTIFY" in line]
+    finally:
+        watcher.close()
 
 
 async def _wait_for_account(port: int, nick: str, account: str | None) -> str | None:

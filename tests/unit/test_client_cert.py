@@ -112,7 +112,7 @@ def make_connection(written: list[str], *, cert: bool, password: str | None) -> 
         on_event=lambda c, e: None, on_state=lambda c, s, m: written.append(f"state {s}"),
     )
     conn._tls_context()
-    conn._flood = FloodControl(written.append, burst=100, rate=0.01)
+    conn._flood = FloodControl(lambda line: written.append(line.text), burst=100, rate=0.01)
     return conn
 
 

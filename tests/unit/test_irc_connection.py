@@ -10,6 +10,7 @@ from irc.client import Event
 
 from connectors.irc.connection import DEAD_AFTER, PING_AFTER, ConnectionSettings, IRCConnection
 from connectors.irc.flood import FloodControl
+from connectors.irc.wire import irc_line
 
 
 def make_connection(written: list[str]) -> IRCConnection:
@@ -18,7 +19,7 @@ def make_connection(written: list[str]) -> IRCConnection:
         nick="alice", reactor=None, limiter=asyncio.Semaphore(1),  # type: ignore[arg-type]
         on_event=lambda c, e: None, on_state=lambda c, s, m: None,
     )
-    conn._flood = FloodControl(written.append, burst=1, rate=0.01)
+    conn._flood = FloodControl(lambda line: written.append(line.text), burst=1, rate=0.01)
     return conn
 
 
@@ -26,7 +27,7 @@ async def test_pong_never_waits_behind_queued_messages() -> None:
     written: list[str] = []
     conn = make_connection(written)
     for n in range(20):
-        conn._flood.send(f"PRIVMSG #c :{n}")  # 19 of them now wait for tokens
+        conn._flood.send(irc_line("PRIVMSG", "#c", trailing=str(n)))  # 19 of them now wait for tokens
     conn.handle(Event("ping", "irc.test", "token123", []))
     assert written == ["PRIVMSG #c :0", "PONG :token123"]
 
@@ -63,7 +64,7 @@ def test_many_channels_are_joined_several_per_line() -> None:
     from connectors.irc.connection import _ChannelWish, join_lines
 
     wishes = [_ChannelWish(f"#channel{n:04d}") for n in range(100)] + [_ChannelWish("#locked", "sesame")]
-    lines = join_lines(wishes)
+    lines = [line.text for line in join_lines(wishes)]
     assert "JOIN #locked sesame" in lines
     joined = [name for line in lines if line != "JOIN #locked sesame" for name in line[5:].split(",")]
     assert joined == [w.name for w in wishes[:100]]

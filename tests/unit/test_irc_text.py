@@ -105,4 +105,4 @@ def test_an_edit_goes_to_irc_as_a_star_correction() -> None:
     from connectors.irc.render import render_lines
 
     edit = OutgoingMessage(kind=MessageKind.TEXT, text="hello", edit_of="$original")
-    assert render_lines(edit, target="#c", nick="a", mask_bytes=None) == ["PRIVMSG #c :* hello"]
+    assert [line.text for line in render_lines(edit, target="#c", nick="a", mask_bytes=None)] == ["PRIVMSG #c :* hello"]
