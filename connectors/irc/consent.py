@@ -24,6 +24,7 @@ from irc.client import Event, NickMask
 from connectors.api import ConsentResult
 from connectors.irc.flood import ConnectionGone
 from connectors.irc.lines import clean_line, split_bytes
+from connectors.irc.wire import Line, LineRejected, irc_line
 
 log = logging.getLogger("rapture.irc.consent")
 OPERATOR_PREFIXES = frozenset("~&@")
@@ -68,7 +69,7 @@ def _duration(seconds: float) -> str:
 class OperatorConsent:
     """Lives beside the bot's connection; `handle` sees every event of that connection."""
 
-    def __init__(self, *, send: Callable[[str], None], fold: Callable[[str], str],
+    def __init__(self, *, send: Callable[[Line], None], fold: Callable[[str], str],
                  own_nick: Callable[[], str], is_ours: Callable[[str], bool],
                  names_seconds: float = NAMES_SECONDS, max_asked: int = MAX_ASKED) -> None:
         self._send = send  # IRCConnection.send: raises ConnectionGone when offline
@@ -83,7 +84,7 @@ class OperatorConsent:
     async def ask(self, channel: str, request: str, timeout: float) -> ConsentResult:
         try:
             ops = await self._operators(channel)
-        except (ConnectionGone, asyncio.TimeoutError) as exc:
+        except (ConnectionGone, LineRejected, asyncio.TimeoutError) as exc:
             return ConsentResult(granted=False, reason=f"the bridge could not see who runs {channel} ({exc or 'timed out'})")
         if not ops:
             return ConsentResult(granted=False, reason=f"{channel} has no operator who could agree")
@@ -98,9 +99,16 @@ class OperatorConsent:
                f"within {_duration(timeout)}.")
         try:
             for nick in free:
+                try:  # a nick from the server's NAMES reply is checked like any other parameter
+                    lines = (irc_line("PRIVMSG", nick, trailing=text[0]),
+                             irc_line("PRIVMSG", nick, trailing=clean_line(how)))
+                except LineRejected:
+                    continue
                 self._asked[self._fold(nick)] = question
-                self._send(f"PRIVMSG {nick} :{text[0]}")
-                self._send(f"PRIVMSG {nick} :{clean_line(how)}")
+                for line in lines:
+                    self._send(line)
+            if not any(self._asked.get(self._fold(nick)) is question for nick in free):
+                return ConsentResult(granted=False, reason=f"no operator of {channel} could be asked")
             log.info("asked %d operator(s) of %s: %s", len(free), channel, text[0])
             try:
                 return await asyncio.wait_for(asyncio.shield(answer), timeout)
@@ -120,8 +128,8 @@ class OperatorConsent:
         if query is None:
             query = self._names[folded] = _Names(channel)
             try:
-                self._send(f"NAMES {channel}")
-            except ConnectionGone:
+                self._send(irc_line("NAMES", channel))
+            except (ConnectionGone, LineRejected):
                 del self._names[folded]
                 raise
         try:
@@ -158,7 +166,7 @@ class OperatorConsent:
         else:
             return False
         try:
-            self._send(f"PRIVMSG {nick} :Thank you, your answer was passed on.")
-        except ConnectionGone:
+            self._send(irc_line("PRIVMSG", nick, trailing="Thank you, your answer was passed on."))
+        except (ConnectionGone, LineRejected):
             pass
         return True

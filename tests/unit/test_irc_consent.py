@@ -8,6 +8,7 @@ from irc.client import Event
 
 from connectors.irc.consent import OperatorConsent, operators_in
 from connectors.irc.flood import ConnectionGone
+from connectors.irc.wire import Line
 
 
 class Fake:
@@ -18,9 +19,10 @@ class Fake:
         self.consent = OperatorConsent(send=self.send, fold=str.lower, own_nick=lambda: "rapture",
                                        is_ours=lambda n: n in ("rapture", "alice[m]"), names_seconds=1.0)
 
-    def send(self, line: str) -> None:
+    def send(self, checked: Line) -> None:
         if not self.online:
             raise ConnectionGone("not connected")
+        line = checked.text
         self.sent.append(line)
         if line.startswith("NAMES "):
             chan = line.split()[1]
@@ -86,3 +88,11 @@ async def test_no_operators_busy_operators_and_offline() -> None:
     assert not second.granted and "another request" in second.reason
     fake.say("op", "yes")
     assert (await first).granted
+
+
+async def test_an_operator_nick_no_line_can_carry_is_not_asked() -> None:
+    # The nicks come from the server's NAMES reply: a hostile server's cannot reach the wire raw.
+    fake = Fake("@bad\x00nick @:colon")
+    result = await fake.consent.ask("#chan", "alice asks to bridge #chan", timeout=1.0)
+    assert not result.granted
+    assert fake.sent == ["NAMES #chan"]
