@@ -14,17 +14,11 @@ from html.parser import HTMLParser
 
 from connectors.api import MessageKind, OutgoingMessage
 from connectors.xmpp.styling import styling_to_html
+from connectors.xmpp.wire import xml_safe  # the one XML filter (re-exported for callers)
 
-# XML 1.0 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _PILL_RE = re.compile(r"^https://matrix\.to/#/(@[^/?]+)")
 _MARKS = {"b": "*", "strong": "*", "i": "_", "em": "_", "del": "~", "s": "~", "strike": "~", "code": "`"}
 _BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "tr"}
-
-
-def xml_safe(text: str) -> str:
-    """`text` without the characters XML 1.0 forbids (NUL, most C0 controls, lone surrogates)."""
-    return _NOT_XML.sub("", text)
 
 
 class _HtmlToText(HTMLParser):
