@@ -324,7 +324,10 @@ class XMPPConnector(NetworkConnector):
             if puppet is not None and puppet.active and room in puppet.rooms:
                 continue
             log.info("%s: removing leftover occupant %s (%s) from %s", self.network, nick, occ.real_jid, room)
-            self.component.leave(frm=occ.real_jid or "", room=room, nick=nick, status="Gone")
+            try:
+                self.component.leave(frm=occ.real_jid or "", room=room, nick=nick, status="Gone")
+            except SendError as exc:  # the next leftover still goes
+                log.warning("%s: cannot remove %s from %s: %s", self.network, nick, room, exc)
 
     def _message(self, m: Message) -> None:
         to = _bare(m.to)

@@ -14,7 +14,9 @@ from html.parser import HTMLParser
 
 from connectors.api import MessageKind, OutgoingMessage
 from connectors.xmpp.styling import styling_to_html
-from connectors.xmpp.wire import xml_safe  # the one XML filter (re-exported for callers)
+from connectors.xmpp.wire import (
+    xml_safe,  # the one XML filter (re-exported for callers)
+)
 
 _PILL_RE = re.compile(r"^https://matrix\.to/#/(@[^/?]+)")
 _MARKS = {"b": "*", "strong": "*", "i": "_", "em": "_", "del": "~", "s": "~", "strike": "~", "code": "`"}
@@ -132,7 +134,7 @@ def parse_body(body: str) -> tuple[MessageKind, str]:
     return MessageKind.TEXT, body
 
 
-def message_html(text: str, mxid_of_nick) -> str | None:  # noqa: ANN001 - Callable[[str], str | None]
+def message_html(text: str, mxid_of_nick) -> str | None:
     """Matrix HTML for an XMPP body: a pill for `nick: ` addressed to a puppet, and the
     XEP-0393 styling of the rest; None when neither is there (the plain body says it all)."""
     pill, rest = _mention(text, mxid_of_nick)
@@ -142,7 +144,7 @@ def message_html(text: str, mxid_of_nick) -> str | None:  # noqa: ANN001 - Calla
     return (pill or "") + (styled if styled is not None else html_lib.escape(rest, quote=False).replace("\n", "<br>"))
 
 
-def _mention(text: str, mxid_of_nick) -> tuple[str | None, str]:  # noqa: ANN001
+def _mention(text: str, mxid_of_nick) -> tuple[str | None, str]:
     match = re.match(r"^([^\s:,]+(?: [^\s:,]+)?)([:,]) ", text)
     mxid = mxid_of_nick(match.group(1)) if match else None
     if match is None or mxid is None:

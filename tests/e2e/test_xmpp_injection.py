@@ -20,17 +20,13 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from connectors.xmpp import stanzas
-from tests.e2e.test_xmpp import (  # noqa: F401 - `portal` and `xmpp_stack` are fixtures used here
-    WAIT,
-    Portal,
-    XmppStack,
-    XmppUser,
-    ghost,
-    groupchat,
-    portal,
-    xmpp_stack,
-)
+from tests.e2e import test_xmpp
 from tests.e2e.matrix import member_event
+from tests.e2e.test_xmpp import WAIT, Portal, XmppStack, XmppUser, ghost, groupchat
+
+# The same fixtures as test_xmpp.py (this module gets its own stack of Synapse + Prosody + bridge).
+xmpp_stack = test_xmpp.xmpp_stack
+portal = test_xmpp.portal
 
 pytestmark = pytest.mark.e2e
 

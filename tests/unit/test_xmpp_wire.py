@@ -15,20 +15,30 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slixmpp.jid import JID, InvalidJID
 
-from connectors.api import ChatKind, ChatRef, LoginInfo, LoginState, MessageKind, OutgoingMessage, SendError
-from connectors.xmpp import XMPPConnector, component as component_module, puppet as puppet_module, wire
+from connectors.api import (
+    ChatKind,
+    ChatRef,
+    LoginInfo,
+    LoginState,
+    MessageKind,
+    OutgoingMessage,
+    Role,
+    SendError,
+)
+from connectors.xmpp import XMPPConnector, wire
+from connectors.xmpp import component as component_module
+from connectors.xmpp import puppet as puppet_module
 from connectors.xmpp.component import Component
 from connectors.xmpp.jids import clean_nick
 from connectors.xmpp.rooms import Occupant
-from connectors.api import Role
 
 NS = "jabber:component:accept"
 MUC = "http://jabber.org/protocol/muc"
@@ -57,7 +67,7 @@ class FakeServer:
 
     def __init__(self, xmpp: Any) -> None:
         self.xmpp = xmpp
-        self.parser = ET.XMLPullParser(events=("start", "end"))  # expat underneath
+        self.parser: Any = ET.XMLPullParser(events=("start", "end"))  # expat underneath
         self.depth = 0
         self.raw = bytearray()
         self.stanzas: list[ET.Element] = []
@@ -84,7 +94,7 @@ class FakeServer:
             return
         try:
             self.parser.feed(data)
-            for event, elem in self.parser.read_events():
+            for event, elem in cast(Iterator[tuple[str, ET.Element]], self.parser.read_events()):
                 if event == "start":
                     self.depth += 1
                     if self.depth == 1:
@@ -190,7 +200,6 @@ class Wire:
     server: FakeServer
     component: Component
     seen: int = 0
-    log: list[str] = field(default_factory=list)
 
     def new(self) -> list[ET.Element]:
         out = self.server.stanzas[self.seen:]
@@ -210,7 +219,7 @@ async def connected(nick_template: str = "{displayname}") -> Wire:
     server = FakeServer(component.xmpp)
     xmpp = component.xmpp
     xmpp._run_out_filters = asyncio.ensure_future(xmpp.run_filters())
-    xmpp.connection_made(server)
+    xmpp.connection_made(cast(Any, server))
     for _ in range(3):
         await server.settle()
     assert component.online, server.error
@@ -288,13 +297,15 @@ class Fields:
     password: str
     part_reason: str
     kick_reason: str
+    kick_target: str
     new_name: str
 
 
 fields = st.builds(Fields, display=text, body=text, html=st.none() | text, event_id=ident,
                    edit_of=st.one_of(st.just(""), ident), relay_name=text,
                    dm_to=st.one_of(st.just("bob@x.test"), st.just("bob@x.test/res"), short),
-                   topic=text, password=text, part_reason=text, kick_reason=text, new_name=text)
+                   topic=text, password=text, part_reason=text, kick_reason=text,
+                   kick_target=st.one_of(st.just("bob@x.test"), st.just(f"{ROOM}/carol"), short), new_name=text)
 
 
 async def every_operation(f: Fields) -> None:
@@ -354,11 +365,19 @@ async def operations(w: Wire, f: Fields) -> None:
     assert text_of(subject, f"{{{NS}}}subject") == _nl(wire.text(f.topic, wire.MAX_SUBJECT))
 
     # a kick with a reason: an iq set to the room, the reason cleaned and capped
-    connector.tracker.rooms[ROOM].occupants["bob"] = Occupant("bob", "bob@x.test", Role.MEMBER)
-    assert await attempt(w, "kick", puppet.kick(ROOM, "bob@x.test", f.kick_reason))
-    kick = one(w.new(), "iq", "set", ROOM)
-    reason = kick.find(f"{{{MUC_ADMIN}}}query/{{{MUC_ADMIN}}}item/{{{MUC_ADMIN}}}reason")
-    assert (reason.text or "" if reason is not None else "") == _nl(wire.text(f.kick_reason, wire.MAX_REASON))
+    # (the target is a user id the core decoded from a ghost's MXID: only one in the room is kicked)
+    state = connector.tracker.rooms[ROOM]
+    state.occupants["bob"] = Occupant("bob", "bob@x.test", Role.MEMBER)
+    state.occupants["carol"] = Occupant("carol", None, Role.MEMBER)
+    known = {"bob@x.test": "bob", f"{ROOM}/carol": "carol"}
+    if await attempt(w, "kick", puppet.kick(ROOM, f.kick_target, f.kick_reason)):
+        kick = one(w.new(), "iq", "set", ROOM)
+        item = kick.find(f"{{{MUC_ADMIN}}}query/{{{MUC_ADMIN}}}item")
+        assert item is not None and item.get("nick") == known[f.kick_target]
+        reason = item.find(f"{{{MUC_ADMIN}}}reason")
+        assert (reason.text or "" if reason is not None else "") == _nl(wire.text(f.kick_reason, wire.MAX_REASON))
+    else:
+        assert f.kick_target not in known and w.new() == []
 
     # a new display name: a presence to room/<new nick>
     new_nick = clean_nick(f.new_name, nick)
@@ -396,7 +415,7 @@ def test_the_control_characters_prosody_chokes_on() -> None:
     asyncio.run(every_operation(Fields(
         display="al\x00ice", body="a\x0cb", html="<b>\x01</b>", event_id="$e:hs", edit_of="", relay_name="x\x00y",
         dm_to="bob@x.test", topic="top\x0cic\x00", password="p\x00w", part_reason="bye\x0c\x00",
-        kick_reason="out\x00\x0c", new_name="new\ud800name")))
+        kick_reason="out\x00\x0c", kick_target="bob@x.test", new_name="new\ud800name")))
 
 
 def test_a_poisoned_edit_id_is_refused_for_good() -> None:
