@@ -14,6 +14,8 @@ import unicodedata
 
 from slixmpp.jid import JID, InvalidJID
 
+from connectors.api import nick_template_error  # re-exported: the schema's check
+
 # XEP-0106: the characters nodeprep refuses, and their escapes (backslash only when it
 # would read as an escape sequence).
 _ESCAPES = {" ": "\\20", '"': "\\22", "&": "\\26", "'": "\\27", "/": "\\2f", ":": "\\3a",

@@ -41,7 +41,7 @@ def _blocks(lines: list[str]) -> tuple[list[tuple[bool, str]], bool]:
             quoted: list[str] = []
             while i < len(lines) and lines[i].startswith(">"):
                 rest = lines[i][1:]
-                quoted.append(rest.removeprefix(" "))
+                quoted.append(rest[1:] if rest.startswith(" ") else rest)
                 i += 1
             inner, _ = _blocks(quoted)
             parts.append((True, f"<blockquote>{_join(inner)}</blockquote>"))

@@ -3,7 +3,7 @@
 XMPP bodies are plain text. Matrix HTML becomes text with XEP-0393 message styling
 (`*bold*`, `_italic_`, `~strike~`, `` `code` ``, ```` ``` ```` blocks, `> ` quotes), links as
 `text (url)`, and mention pills as the mentioned user's nick. An emote is `/me ...` (XEP-0245).
-Characters XML 1.0 cannot carry are dropped: one of them would end the whole stream.
+Characters XML 1.0 cannot carry are dropped (`wire.xml_safe`): one of them would end the whole stream.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from html.parser import HTMLParser
 
 from connectors.api import MessageKind, OutgoingMessage
 from connectors.xmpp.styling import styling_to_html
-from connectors.xmpp.wire import (
-    xml_safe,  # the one XML filter (re-exported for callers)
-)
+from connectors.xmpp.wire import xml_safe
+
 
 _PILL_RE = re.compile(r"^https://matrix\.to/#/(@[^/?]+)")
 _MARKS = {"b": "*", "strong": "*", "i": "_", "em": "_", "del": "~", "s": "~", "strike": "~", "code": "`"}
@@ -134,7 +133,7 @@ def parse_body(body: str) -> tuple[MessageKind, str]:
     return MessageKind.TEXT, body
 
 
-def message_html(text: str, mxid_of_nick) -> str | None:
+def message_html(text: str, mxid_of_nick) -> str | None:  # noqa: ANN001 - Callable[[str], str | None]
     """Matrix HTML for an XMPP body: a pill for `nick: ` addressed to a puppet, and the
     XEP-0393 styling of the rest; None when neither is there (the plain body says it all)."""
     pill, rest = _mention(text, mxid_of_nick)
@@ -144,7 +143,7 @@ def message_html(text: str, mxid_of_nick) -> str | None:
     return (pill or "") + (styled if styled is not None else html_lib.escape(rest, quote=False).replace("\n", "<br>"))
 
 
-def _mention(text: str, mxid_of_nick) -> tuple[str | None, str]:
+def _mention(text: str, mxid_of_nick) -> tuple[str | None, str]:  # noqa: ANN001
     match = re.match(r"^([^\s:,]+(?: [^\s:,]+)?)([:,]) ", text)
     mxid = mxid_of_nick(match.group(1)) if match else None
     if match is None or mxid is None:
