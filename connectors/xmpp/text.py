@@ -16,7 +16,6 @@ from connectors.api import MessageKind, OutgoingMessage
 from connectors.xmpp.styling import styling_to_html
 from connectors.xmpp.wire import xml_safe
 
-
 _PILL_RE = re.compile(r"^https://matrix\.to/#/(@[^/?]+)")
 _MARKS = {"b": "*", "strong": "*", "i": "_", "em": "_", "del": "~", "s": "~", "strike": "~", "code": "`"}
 _BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "tr"}
