@@ -61,6 +61,7 @@ async def still_connected(xmpp_stack: XmppStack, p: Portal, before: tuple[int, i
     """A message sent now still flows, and the component's stream never dropped in between."""
     await p.matrix.send_text(p.room_id, text)
     await p.xmpp.wait_message(groupchat(p.room, p.puppet_nick, text))
+    assert before[0] >= 1, "the bridge's log does not say when the component connects"
     assert stream_events(xmpp_stack) == before, "the component's stream dropped and reconnected"
 
 
