@@ -3,6 +3,10 @@
 It owns the component domain: the bot is the bare domain, each puppet a JID on it, so one
 TCP connection carries every Matrix user. This module knows streams, reconnects and
 stanzas; what the stanzas mean is the connector's business (it gets them parsed).
+
+It is the only code that builds outgoing stanzas, and every user-given value goes through
+`wire` on the way in (see wire.py: cleaned and capped text, checked JIDs and ids, and a guard
+on every byte the stream writes). A value that cannot be sent raises `SendError`, permanent.
 """
 
 from __future__ import annotations
@@ -15,13 +19,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from slixmpp import ComponentXMPP
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from connectors.api import SendError
-from connectors.xmpp import stanzas
+from connectors.xmpp import stanzas, wire
 from connectors.xmpp.stanzas import Message, Presence, StanzaError
 
 log = logging.getLogger("rapture.xmpp")
@@ -49,7 +52,7 @@ class Component:
         self._reconnect: asyncio.TimerHandle | None = None
         # (our JID, stanza id) -> future: resolved by the room's echo, failed by an error reply
         self._echoes: dict[tuple[str, str], asyncio.Future[None]] = {}
-        self.xmpp = ComponentXMPP(jid, secret, host, port)
+        self.xmpp = wire.GuardedComponentXMPP(jid, secret, host, port)
         self.xmpp.register_plugin("xep_0030")  # disco#info answers
         self.xmpp.register_plugin("xep_0199")  # answers pings
         ns = self.xmpp.default_ns
@@ -162,6 +165,8 @@ class Component:
 
     def send_presence(self, *, frm: str, to: str, type: str | None = None, status: str = "",
                       extra: ET.Element | None = None) -> None:
+        """Send a presence (nothing while offline: rejoining resends what matters)."""
+        frm, to, status = wire.jid(frm), wire.jid(to), wire.text(status, wire.MAX_REASON)
         if not self.online:
             return
         presence = self.xmpp.make_presence(pto=to, pfrom=frm, ptype=type, pstatus=status or None)
@@ -170,7 +175,8 @@ class Component:
         presence.send()
 
     def join(self, *, frm: str, room: str, nick: str, password: str = "") -> None:
-        self.send_presence(frm=frm, to=f"{room}/{nick}", extra=stanzas.muc_join_x(password=password))
+        self.send_presence(frm=frm, to=f"{room}/{nick}",
+                           extra=stanzas.muc_join_x(password=wire.text(password, wire.MAX_PASSWORD)))
 
     def leave(self, *, frm: str, room: str, nick: str, status: str = "") -> None:
         self.send_presence(frm=frm, to=f"{room}/{nick}", type="unavailable", status=status)
@@ -178,9 +184,18 @@ class Component:
     async def send_message(self, *, frm: str, to: str, type: str, body: str | None = None,
                            subject: str | None = None, message_id: str = "", replace_id: str | None = None,
                            nick: str | None = None, wait_echo: bool = False) -> str:
-        """Send a message; with `wait_echo`, return once the room reflected it (raise if it refused)."""
+        """Send a message; with `wait_echo`, return once the room reflected it (raise if it refused).
+
+        An id (own or `replace_id`) that is no id is refused for good: an edit naming a message
+        that cannot exist is not retried on every reconnect.
+        """
+        frm, to = wire.jid(frm), wire.jid(to)
+        body = wire.xml_safe(body) if body is not None else None
+        subject = wire.text(subject, wire.MAX_SUBJECT) if subject is not None else None
+        message_id = wire.stanza_id(message_id) if message_id else uuid.uuid4().hex
+        replace_id = wire.stanza_id(replace_id) if replace_id else None
+        nick = wire.text(nick, wire.MAX_NICK) if nick else None
         self._require_online()
-        message_id = message_id or uuid.uuid4().hex
         msg = self.xmpp.make_message(mto=to, mbody=body, msubject=subject, mtype=type, mfrom=frm)
         msg["id"] = message_id
         msg.append(stanzas.origin_id_el(message_id))
@@ -210,6 +225,11 @@ class Component:
                     self._echoes.pop(key, None)
         return message_id
 
+    async def kick(self, *, frm: str, room: str, nick: str, reason: str = "") -> None:
+        """Kick the occupant `nick` (XEP-0045 muc#admin role none) with a cleaned, capped reason."""
+        await self.iq_set(frm=frm, to=room,
+                          payload=stanzas.kick_query(nick, wire.text(reason, wire.MAX_REASON)))
+
     def bounce(self, m: Message, condition: str, text: str) -> None:
         """Answer a message with an error (never a message: two bridges must not talk forever)."""
         if not self.online or m.type == "error":
@@ -222,6 +242,7 @@ class Component:
         reply.send()
 
     async def iq_set(self, *, frm: str, to: str, payload: ET.Element) -> None:
+        frm, to = wire.jid(frm), wire.jid(to)
         self._require_online()
         iq = self.xmpp.make_iq_set(ito=to, ifrom=frm)
         iq.append(payload)
@@ -235,4 +256,6 @@ class Component:
 
 
 def _subject_key(room: str, subject: str) -> str:
+    # A parser reads CR and CRLF in text as LF: compare the subject as the room reflects it.
+    subject = subject.replace("\r\n", "\n").replace("\r", "\n")
     return f"subject\0{room.lower()}\0{subject}"

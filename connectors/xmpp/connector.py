@@ -179,7 +179,11 @@ class XMPPConnector(NetworkConnector):
                 for puppet in list(self._puppets.values()):
                     puppet.leave_all("Bridge shutting down")
                 for room, state in list(self.tracker.rooms.items()):
-                    self.component.leave(frm=self.bot_jid, room=room, nick=state.nick, status="Bridge shutting down")
+                    try:
+                        self.component.leave(frm=self.bot_jid, room=room, nick=state.nick,
+                                             status="Bridge shutting down")
+                    except SendError as exc:  # the other rooms still get their goodbye
+                        log.warning("%s: the bot cannot leave %s: %s", self.network, room, exc)
             await self.component.stop()
         except Exception:
             log.exception("stopping the XMPP connector")
@@ -260,8 +264,12 @@ class XMPPConnector(NetworkConnector):
         attempt = self._bot_attempts.get(room, 0)
         base = str(self.options.get("bot_nick") or "rapture")
         nick = base + "_" * attempt
+        try:
+            self.component.join(frm=self.bot_jid, room=room, nick=nick)
+        except SendError as exc:  # one unusable room id must not stop the others from joining
+            log.warning("%s: the bot cannot join %s: %s", self.network, room, exc)
+            return
         self.tracker.joining(room, nick)
-        self.component.join(frm=self.bot_jid, room=room, nick=nick)
 
     def _bot_join_error(self, p: Presence) -> None:
         room = p.room
@@ -316,7 +324,10 @@ class XMPPConnector(NetworkConnector):
             if puppet is not None and puppet.active and room in puppet.rooms:
                 continue
             log.info("%s: removing leftover occupant %s (%s) from %s", self.network, nick, occ.real_jid, room)
-            self.component.leave(frm=occ.real_jid or "", room=room, nick=nick, status="Gone")
+            try:
+                self.component.leave(frm=occ.real_jid or "", room=room, nick=nick, status="Gone")
+            except SendError as exc:  # the next leftover still goes
+                log.warning("%s: cannot remove %s from %s: %s", self.network, nick, room, exc)
 
     def _message(self, m: Message) -> None:
         to = _bare(m.to)

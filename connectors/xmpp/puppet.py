@@ -25,7 +25,7 @@ from connectors.api import (
     RemoteUser,
     SendError,
 )
-from connectors.xmpp import stanzas
+from connectors.xmpp import stanzas, wire
 from connectors.xmpp.jids import clean_nick, normalize_user, parse
 from connectors.xmpp.stanzas import Message, Presence
 from connectors.xmpp.styling import styling_to_html
@@ -90,6 +90,7 @@ class XMPPPuppet(NetworkClient):
         self._state(LoginState.DISCONNECTED, reason)
 
     async def join(self, chat_id: str, key: str = "") -> None:
+        wire.jid(chat_id)  # a room that is no JID is refused before it is remembered (and rejoined)
         mem = self.rooms.get(chat_id)
         if mem is None:
             mem = self.rooms[chat_id] = Membership(chat_id, self.nick, key)
@@ -101,9 +102,9 @@ class XMPPPuppet(NetworkClient):
         if mem is None:
             return
         mem.settle(SendError("left the room", retriable=False))
+        self.connector.forget_nick(chat_id, mem.nick, self.mxid)
         if self.connector.online:
             self.connector.component.leave(frm=self.jid, room=chat_id, nick=mem.nick, status=reason)
-        self.connector.forget_nick(chat_id, mem.nick, self.mxid)
 
     def chats(self) -> Sequence[str]:
         return list(self.rooms)
@@ -133,7 +134,7 @@ class XMPPPuppet(NetworkClient):
         nick = self.connector.tracker.nick_of(chat_id, user_id)
         if nick is None:
             raise SendError(f"{user_id} is not in {chat_id}", retriable=False)
-        await self.connector.component.iq_set(frm=self.jid, to=chat_id, payload=stanzas.kick_query(nick, reason))
+        await self.connector.component.kick(frm=self.jid, room=chat_id, nick=nick, reason=reason)
 
     async def set_name(self, name: str) -> None:
         self.nick = clean_nick(name, self.nick)
@@ -169,7 +170,11 @@ class XMPPPuppet(NetworkClient):
             return
         for mem in self.rooms.values():
             mem.joined, mem.failed, mem.attempts, mem.nick = False, "", 0, self.nick
-            self._send_join(mem)
+            try:
+                self._send_join(mem)
+            except SendError as exc:  # this room only; the others still rejoin
+                mem.failed = str(exc)
+                mem.settle(exc)
         self._state(LoginState.CONNECTED, "")
         if self.connector.ctx is not None:
             self.connector.ctx.login_renamed(self.mxid, self.nick)
@@ -186,7 +191,10 @@ class XMPPPuppet(NetworkClient):
         for mem in self.rooms.values():
             mem.settle(SendError("left the room", retriable=True))
             if mem.joined and self.connector.online:
-                self.connector.component.leave(frm=self.jid, room=mem.room, nick=mem.nick, status=reason)
+                try:
+                    self.connector.component.leave(frm=self.jid, room=mem.room, nick=mem.nick, status=reason)
+                except SendError as exc:
+                    log.warning("%s cannot leave %s: %s", self.jid, mem.room, exc)
             mem.joined = False
             self.connector.forget_nick(mem.room, mem.nick, self.mxid)
 

@@ -3,7 +3,7 @@
 XMPP bodies are plain text. Matrix HTML becomes text with XEP-0393 message styling
 (`*bold*`, `_italic_`, `~strike~`, `` `code` ``, ```` ``` ```` blocks, `> ` quotes), links as
 `text (url)`, and mention pills as the mentioned user's nick. An emote is `/me ...` (XEP-0245).
-Characters XML 1.0 cannot carry are dropped: one of them would end the whole stream.
+Characters XML 1.0 cannot carry are dropped (`wire.xml_safe`): one of them would end the whole stream.
 """
 
 from __future__ import annotations
@@ -14,17 +14,11 @@ from html.parser import HTMLParser
 
 from connectors.api import MessageKind, OutgoingMessage
 from connectors.xmpp.styling import styling_to_html
+from connectors.xmpp.wire import xml_safe
 
-# XML 1.0 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _PILL_RE = re.compile(r"^https://matrix\.to/#/(@[^/?]+)")
 _MARKS = {"b": "*", "strong": "*", "i": "_", "em": "_", "del": "~", "s": "~", "strike": "~", "code": "`"}
 _BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "tr"}
-
-
-def xml_safe(text: str) -> str:
-    """`text` without the characters XML 1.0 forbids (NUL, most C0 controls, lone surrogates)."""
-    return _NOT_XML.sub("", text)
 
 
 class _HtmlToText(HTMLParser):

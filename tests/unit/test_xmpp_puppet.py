@@ -56,6 +56,9 @@ class FakeComponent:
     async def iq_set(self, **kw: Any) -> None:
         self.sent.append(("iq", kw))
 
+    async def kick(self, **kw: Any) -> None:
+        self.sent.append(("kick", kw))
+
     async def stop(self) -> None:
         self.online = False
 
