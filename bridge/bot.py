@@ -204,7 +204,8 @@ class BridgeBot:
         """Why `room_id` is not `sender`'s private DM with the bot (None when it is): a portal,
         a room that is not a control room, or a room anyone else is in or invited to."""
         if self.bridge.portals.by_room(room_id) is not None:
-            return "this room is bridged, so what you write here reaches the other network"
+            # Commands are not relayed, but everyone in the room (and its servers) saw the message.
+            return "this room is bridged, and everyone in it can read what you write here"
         if not await self.is_control_room(room_id):
             return "this is not your private chat with the bridge bot"
         try:
@@ -254,7 +255,8 @@ class BridgeBot:
 
 def _refusal(sender: str, command: str, why: str, bot: str, redacted: bool) -> str:
     # Neutral voice: in a private chat with a remote user, the ghost says it, not the bot.
-    removal = ("Your message was removed." if redacted else
+    removal = ("Your message was removed, but others may have seen it first: if that secret is in "
+               "use, change it." if redacted else
                "Your message could not be removed (the bridge lacks the power to delete messages "
                "here): delete it yourself, and change that secret if anyone else may have seen it.")
     return (f"{sender}: '{command}' was refused here: {why}. Nothing was stored. Send it only in "

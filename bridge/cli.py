@@ -63,6 +63,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if doc is None or any(p.severity == "error" for p in problems):
         return EXIT_CONFIG
+    # `run` refuses a key file others can read: say so here, before the admin tries to start.
+    from bridge.config import ConfigError, load_config
+    from bridge.secrets import key_file_problem
+
+    try:
+        problem = key_file_problem(load_config(args.config).config.key_file)
+    except ConfigError as exc:
+        return _print_config_errors(exc)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_CONFIG
     print(f"{args.config}: OK" + (f" ({len(lines)} warnings)" if lines else ""))
     return 0
 

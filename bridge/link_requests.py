@@ -107,9 +107,11 @@ class LinkRequests:
                 request = f"Matrix user {requester} wants to bridge {name} to the Matrix room {room_label}."
                 try:
                     result = await connector.ask_operators(chat_id, request, timeout)
-                except Exception as exc:  # the contract says it does not raise; still, tell the user
+                except Exception:  # the contract says it does not raise; still, tell the user
                     log.exception("asking the operators of %s on %s failed", name, network)
-                    result = ConsentResult(granted=False, reason=f"the operators could not be asked ({exc})")
+                    # The details (a traceback, internals) are in the log, not in the user's room.
+                    result = ConsentResult(granted=False, reason="the operators could not be asked, because of "
+                                                                 "an error in the bridge (its log has the details)")
             if not result.granted:
                 log.info("link of %s to %s on %s by %s refused: %s", room_id, name, network, requester,
                          result.reason)

@@ -170,8 +170,11 @@ class RemoteToMatrix:
             log.log(logging.DEBUG if quiet else logging.WARNING,
                     "new DM from %s on %s to %s refused: cap of %s reached", event.sender.name, network,
                     receiver, limit)
+            # The cap is on chats remote users open; one the Matrix user starts is not counted.
+            ghost = self.bridge.ghosts.mxid(network, event.sender.id)
             await self._tell_once(receiver, f"A private message from {event.sender.name} on {network} was not "
-                                            f"bridged: this bridge opens at most {limit}.")
+                                            f"bridged: this bridge opens at most {limit}. To talk to them, "
+                                            f"start a chat with {ghost} yourself.")
             return None
         intent = await self.bridge.ghosts.ensure(network, event.sender)
         room_id = await intent.create_room(

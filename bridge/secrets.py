@@ -54,7 +54,7 @@ def key_file_problem(path: Path | str) -> str | None:
         return None
     if mode & KEY_FILE_FORBIDDEN_BITS:
         return (f"error: the key file {path} is open to other users (mode {mode:04o}); whoever reads "
-                f"it can decrypt every stored password. Make it private, then start again:\n"
+                f"it can decrypt every stored password. Make it private, then start the bridge:\n"
                 f"    chmod 600 {path}")
     return None
 

@@ -153,7 +153,8 @@ def register_network_commands(registry: CommandRegistry) -> None:
         await ctx.reply(f"Your user name on {runtime.config.name} is now {name}; "
                         f"send 'reconnect {runtime.config.name}' to use it.")
 
-    @registry.command("storepass", "store your password (encrypted) to log in with", "<network> <password>")
+    @registry.command("storepass", "store your password (encrypted) to log in with; only in your "
+                      "private chat with the bot", "<network> <password>")
     async def _storepass(ctx: CommandContext) -> None:
         network, _, password = ctx.raw_args.partition(" ")
         password = password.strip("\r\n")
@@ -175,7 +176,7 @@ def register_network_commands(registry: CommandRegistry) -> None:
         await ctx.reply(f"Your password for {runtime.config.name} is forgotten.")
 
     @registry.command("storecert", "store a client certificate and key (encrypted) to log in with "
-                      "(SASL EXTERNAL)", "<network> <PEM certificate and private key, pasted>")
+                      "(SASL EXTERNAL); only in your private chat with the bot", "<network> <PEM certificate and private key, pasted>")
     async def _storecert(ctx: CommandContext) -> None:
         # A private key is a secret even when the rest is refused: take it out of the room first.
         redacted = "PRIVATE KEY" in ctx.raw_args and await ctx.bridge.bot.try_redact(ctx.room_id, ctx.event_id)

@@ -635,13 +635,18 @@ class IRCConnection:
             nick, _, mask = entry.partition("=")
             if self.folded(nick.rstrip("*")) == self.folded(s.services_nick):
                 host = mask.lstrip("+-").partition("@")[2]
+        # Each reason says who can do something about it: the user can't change the config.
         if host is None:
-            self._services_refused(f"{s.services_nick} is not on the network")
+            self._services_refused(f"{s.services_nick} is not on the network (its services may be down; "
+                                   f"try 'reconnect' later)")
         elif not s.services_host:
             self._services_refused("the bridge's configuration names no services host for this network "
-                                   "(services_host), so it cannot tell the real services from an impostor")
+                                   "(services_host), so it cannot tell the real services from an impostor; "
+                                   "a bridge admin can set it")
         elif host.lower() != s.services_host.lower():
-            self._services_refused(f"{s.services_nick} is at {host}, not at the services host {s.services_host}")
+            self._services_refused(f"{s.services_nick} is at {host}, not at the services host {s.services_host}, "
+                                   f"so it may be an impostor; if the network moved its services, a bridge admin "
+                                   f"can update services_host")
         else:
             self._send_identify()
 

@@ -85,7 +85,9 @@ class OperatorConsent:
         try:
             ops = await self._operators(channel)
         except (ConnectionGone, LineRejected, asyncio.TimeoutError) as exc:
-            return ConsentResult(granted=False, reason=f"the bridge could not see who runs {channel} ({exc or 'timed out'})")
+            # An exception is always truthy: a TimeoutError has an empty text, not a false value.
+            detail = str(exc) or "the server did not list them in time"
+            return ConsentResult(granted=False, reason=f"the bridge could not see who runs {channel} ({detail})")
         if not ops:
             return ConsentResult(granted=False, reason=f"{channel} has no operator who could agree")
         free = [nick for nick in ops if self._fold(nick) not in self._asked][:self._max_asked]

@@ -236,8 +236,10 @@ async def test_new_private_chats_from_irc_are_capped(doors_stack: Stack, op: tup
             dm = await m.wait_for_invite()
             await m.join(dm)
             second.send(f"PRIVMSG {puppet} :second private line")
-            await m.wait_for_event(control, notice_from(doors_stack.bot, contains=f"from {second.nick} on local "
-                                                                                  "was not bridged"))
+            told = await m.wait_for_event(control, notice_from(doors_stack.bot, contains=f"from {second.nick} on local "
+                                                                                         "was not bridged"))
+            # ... and what to do about it: a chat the Matrix user starts is not capped.
+            assert f"start a chat with @local_{second.nick}:localhost" in told["content"]["body"], told
             db = _db(doors_stack)
             try:
                 ghost = f"@local_{second.nick}:localhost"

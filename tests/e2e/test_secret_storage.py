@@ -161,6 +161,9 @@ async def test_storepass_in_a_portal_is_refused_redacted_and_not_sent(stack: Sta
                 answer, asked = await _ask(m, portal, stack.bot, text)
                 assert "was refused here" in answer and "this room is bridged" in answer, answer
                 assert "Nothing was stored" in answer and "Your message was removed" in answer, answer
+                # Commands are not relayed: the refusal must not say it reached IRC, but others in
+                # the room saw it before the redaction.
+                assert "reaches the other network" not in answer and "others may have seen it" in answer, answer
                 assert await _is_redacted(m, portal, asked)
             # Ordered behind the refusals: once this line is on IRC, they would have been too.
             marker = f"after-{uuid.uuid4().hex[:8]}"

@@ -113,6 +113,20 @@ def test_run_refuses_a_world_readable_key_file(tmp_path: Path) -> None:
     assert not (tmp_path / "rapture.db").exists()  # refused before the database was touched
 
 
+def test_check_config_names_a_world_readable_key_file(tmp_path: Path) -> None:
+    """check-config says what `run` would refuse, rather than OK."""
+    config = tmp_path / "config.yaml"
+    config.write_text(VALID)
+    key = tmp_path / "rapture.key"
+    create_key_file(key)
+    assert rapture("check-config", "-c", str(config)).returncode == 0
+    key.chmod(0o644)
+    result = rapture("check-config", "-c", str(config))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "OK" not in result.stdout
+    assert str(key) in result.stderr and f"chmod 600 {key}" in result.stderr, result.stderr
+
+
 def test_run_creates_the_database_private(tmp_path: Path) -> None:
     """`rapture db upgrade` (what `run` does first, in a child) under a permissive umask."""
     config = tmp_path / "config.yaml"

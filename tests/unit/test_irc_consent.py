@@ -12,7 +12,7 @@ from connectors.irc.wire import Line
 
 
 class Fake:
-    def __init__(self, names: str, *, online: bool = True) -> None:
+    def __init__(self, names: str | None, *, online: bool = True) -> None:
         self.sent: list[str] = []
         self.names = names
         self.online = online
@@ -24,7 +24,7 @@ class Fake:
             raise ConnectionGone("not connected")
         line = checked.text
         self.sent.append(line)
-        if line.startswith("NAMES "):
+        if line.startswith("NAMES ") and self.names is not None:  # None: the server never answers
             chan = line.split()[1]
             loop = asyncio.get_running_loop()
             loop.call_soon(self.consent.handle, Event("namreply", "srv", "rapture", ["=", chan, self.names]))
@@ -80,6 +80,11 @@ async def test_no_operators_busy_operators_and_offline() -> None:
     assert not result.granted and "no operator" in result.reason
     result = await Fake("@op", online=False).consent.ask("#chan", "r", 1)
     assert not result.granted and "could not see" in result.reason
+    silent = Fake(None)
+    silent.consent = OperatorConsent(send=silent.send, fold=str.lower, own_nick=lambda: "rapture",
+                                     is_ours=lambda n: False, names_seconds=0.05)
+    result = await silent.consent.ask("#chan", "r", 1)  # the user reads why, not "()"
+    assert not result.granted and "(the server did not list them in time)" in result.reason, result.reason
 
     fake = Fake("@op")
     first = asyncio.create_task(fake.consent.ask("#one", "r", 5))

@@ -149,6 +149,8 @@ async def test_an_impostor_or_absent_nickserv_gets_no_password(reply: str) -> No
     assert not identify_sent(p)
     assert [s for s, _ in states] == ["connected", "auth_failed"]
     assert "not sent to NickServ" in states[-1][1]
+    # ... and what can be done: the user cannot fix the network or the bridge's config.
+    assert "try 'reconnect' later" in states[-1][1] or "a bridge admin can update" in states[-1][1], states
 
 
 async def test_without_a_configured_services_host_no_password_is_sent() -> None:
@@ -156,6 +158,7 @@ async def test_without_a_configured_services_host_no_password_is_sent() -> None:
     p.conn.handle(Event("userhost", "irc.test", "a[m]", ["NickServ=+NickServ@services.test"]))
     assert not identify_sent(p)
     assert states[-1][0] == "auth_failed" and "services_host" in states[-1][1]
+    assert "a bridge admin can set it" in states[-1][1]
 
 
 async def test_with_sasl_no_nickserv_at_all() -> None:

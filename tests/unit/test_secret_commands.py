@@ -143,3 +143,16 @@ async def test_rows_stored_by_an_older_version_lose_their_secret(tmp_path: Path)
             assert password[:40].encode() not in file.read_bytes(), file
     finally:
         await engine.dispose()
+
+
+def test_help_says_where_credential_commands_are_taken() -> None:
+    """`help` is shown in portals too: it must not invite a password where it will be refused."""
+    from bridge.commands.network import register_network_commands
+    from bridge.commands.sensitive import CREDENTIAL_COMMANDS
+    from bridge.permissions import Level
+
+    registry = CommandRegistry()
+    register_network_commands(registry)
+    shown = {command.name: command.summary for command in registry.visible_to(Level.USER)}
+    for name in CREDENTIAL_COMMANDS:
+        assert "only in your private chat with the bot" in shown[name], shown[name]
