@@ -205,6 +205,11 @@ class _Connection(AioConnection):
         self.connect_factory = factory
         protocol = self.protocol_class(self, self.reactor.loop)
         self.transport, self.protocol = await factory(protocol, self.server_address)
+        if getattr(self, "owner", None) is None:
+            # Stopped while connecting: `IRCConnection.stop` let go of us before this socket
+            # existed, so nobody else would ever close it (a stray registration under our nick).
+            self.transport.close()
+            raise ConnectionGone("stopped while connecting")
         self.connected = True
         self.reactor._on_connect(self.protocol, self.transport)
         for line in lines:
@@ -334,6 +339,9 @@ class IRCConnection:
         conn = self._conn
         if conn is not None and getattr(conn, "connected", False):
             conn.quit(reason)
+        if conn is not None and getattr(conn, "transport", None) is not None:
+            # Also while registering (not yet `connected`, or the library's flag already gone):
+            # a socket left open keeps our nick, and the next connection gets `nick_`.
             conn.transport.close()
         self._teardown("stopped")
         if conn is not None:
@@ -378,11 +386,14 @@ class IRCConnection:
         self._nick_tries = None
         self.nick = self.wanted_nick
         factory = AioFactory(ssl=self._tls_context()) if s.tls else AioFactory()
+        conn = self._conn
         try:
-            await asyncio.wait_for(
-                self._conn.open(s.host, s.port, self.nick, s.username, s.realname, s.password, factory),
-                REGISTRATION_TIMEOUT,
-            )
+            # `asyncio.timeout`, not `wait_for`: wait_for runs `open` as a task of its own, and
+            # on Python 3.11 a `stop` (cancel) that meets a finished connect is swallowed, the
+            # new socket outliving the stop. Here a cancel reaches the connect itself, which
+            # closes its socket.
+            async with asyncio.timeout(REGISTRATION_TIMEOUT):
+                await conn.open(s.host, s.port, self.nick, s.username, s.realname, s.password, factory)
         except (OSError, TimeoutError, ConnectionGone, LineRejected) as exc:
             if isinstance(exc, LineRejected):
                 self._close_transport()
