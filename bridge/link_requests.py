@@ -3,9 +3,9 @@
 Order matters, because every step after the first has a side effect:
 1. `check`: the permission check (`Doors`, `Door.LINK`) and "is either side bridged already",
    with no side effect at all;
-2. `enter`: the bot joins the room (it cannot read the room's power levels otherwise) and a
-   non-admin must be a moderator there (power 50); when refused, the bot leaves a room it
-   was not in before;
+2. `enter`: the bot joins the room (it cannot read the room's power levels otherwise); an
+   encrypted room is refused (for admins too), and a non-admin must be a moderator there
+   (power 50); when refused, the bot leaves a room it was not in before;
 3. an admin links at once; anyone else's request goes to the channel's operators
    (`ConsentAsker.ask_operators`) in the background, and the first operator's yes within
    `link_consent_timeout` links; a no, or no answer, refuses. The requester is told either way.
@@ -22,6 +22,7 @@ from mautrix.errors import MatrixError
 from connectors.api import ChatRef, ConsentAsker, ConsentResult
 
 from bridge.doors import MODERATOR, Door, Verdict, power_in
+from bridge.encrypted_rooms import CANNOT_READ
 
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
@@ -67,17 +68,25 @@ class LinkRequests:
             state = await intent.get_state(room_id)
         except MatrixError:
             raise LinkRefused("the bridge bot cannot join that room; invite it first", 400) from None
-        if not verdict.needs_consent:
-            return _label(state, room_id)
-        have = power_in(state, requester)
-        if have < MODERATOR:
+
+        async def refuse(why: str, status: int) -> LinkRefused:
             if not was_in:
                 try:
                     await intent.leave_room(room_id, reason="Link refused")
                 except MatrixError:
                     pass
+            return LinkRefused(why, status)
+
+        # Every line from the channel would be posted in the clear into a room its members
+        # chose to encrypt (for anyone, admins too: see bridge/encrypted_rooms.py).
+        if any(event.type.t == "m.room.encryption" for event in state):
+            raise await refuse(f"{room_id} is encrypted, and {CANNOT_READ}", 400)
+        if not verdict.needs_consent:
+            return _label(state, room_id)
+        have = power_in(state, requester)
+        if have < MODERATOR:
             shown = "unlimited" if have == float("inf") else f"{have:g}"
-            raise LinkRefused(f"{requester} has power level {shown} in the room; linking needs {MODERATOR}", 403)
+            raise await refuse(f"{requester} has power level {shown} in the room; linking needs {MODERATOR}", 403)
         return _label(state, room_id)
 
     async def link_now(self, room_id: str, network: str, chat_id: str, name: str) -> None:

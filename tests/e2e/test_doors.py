@@ -246,3 +246,19 @@ async def test_new_private_chats_from_irc_are_capped(doors_stack: Stack, op: tup
                 db.close()
     finally:
         second.close()
+
+
+async def test_an_encrypted_room_is_not_linked_even_by_an_admin(doors_stack: Stack,
+                                                                op: tuple[IrcUser, str]) -> None:
+    """Linking it would post every line of the channel in the clear into a room its members
+    chose to encrypt: refused before anything is bridged, and the bot leaves again."""
+    irc, name = op
+    admin = _account(doors_stack, "admin")
+    async with TestClient(doors_stack.homeserver, admin.user_id, admin.token) as a:
+        room = await a.create_room(invite=[doors_stack.bot], name="secret team", encrypted=True)
+        link = {"room_id": room, "network": "local", "channel": name, "user_id": admin.user_id}
+        status, reply = await call(doors_stack, "POST", "/link", body=link)
+        assert status == 400 and "encrypted" in reply["error"], reply
+        assert _portal_rows(doors_stack, name) == 0
+        await a.wait_for_membership(room, doors_stack.bot, "leave")
+    assert _joins(irc, name, "doorbot") == 0
