@@ -175,6 +175,7 @@ class _Connection(AioConnection):
     # A puppet's connection skips what it never uses before parsing it: in a portal with N
     # Matrix users each line reaches N puppets, and at start-up every puppet gets the MOTD.
     is_puppet = False
+    abandoned = False  # its IRCConnection stopped and let go of it: it may not connect any more
 
     def _process_line(self, line: str) -> None:
         if self.is_puppet and puppet_can_skip(line):
@@ -205,7 +206,7 @@ class _Connection(AioConnection):
         self.connect_factory = factory
         protocol = self.protocol_class(self, self.reactor.loop)
         self.transport, self.protocol = await factory(protocol, self.server_address)
-        if getattr(self, "owner", None) is None:
+        if self.abandoned:
             # Stopped while connecting: `IRCConnection.stop` let go of us before this socket
             # existed, so nobody else would ever close it (a stray registration under our nick).
             self.transport.close()
@@ -347,6 +348,7 @@ class IRCConnection:
         if conn is not None:
             self._conn = None
             conn.owner = None  # type: ignore[assignment]
+            conn.abandoned = True
             try:
                 self.reactor.connections.remove(conn)
             except ValueError:
