@@ -546,7 +546,8 @@ class IRCConnection:
             elif not self.registered:
                 self._urgent(_CAP_END)
         elif sub == "ACK":
-            acked = {sys.intern(c) for c in args[-1].split() if not c.startswith("-")}
+            # Only what we asked for: a server acknowledging endless capabilities cannot grow it.
+            acked = {sys.intern(c) for c in args[-1].split() if c in WANTED_CAPS or c == "sasl"}
             self.caps |= acked
             plan = self._sasl_plan()
             if "sasl" in acked and plan and not self.registered:

@@ -16,6 +16,7 @@ from connectors.api import ChatRef, LoginInfo, MessageKind, OutgoingMessage
 from connectors.irc import channels as channels_module
 from connectors.irc.channels import ChannelTracker
 from connectors.irc.connection import BoundedLineBuffer
+from connectors.irc.flood import FloodControl
 from connectors.irc.connector import IRCConnector
 from connectors.irc.nicks import casefold
 from connectors.irc.puppet import IRCPuppet
@@ -171,3 +172,18 @@ async def test_with_sasl_no_nickserv_at_all() -> None:
         p.conn._keepalive.cancel()
     assert b"NickServ" not in bytes(rec.data)
 
+
+
+async def test_capabilities_the_server_acknowledges_unasked_are_not_kept() -> None:
+    from connectors.irc.connection import ConnectionSettings, IRCConnection
+
+    conn = IRCConnection(
+        settings=ConnectionSettings(host="h", port=1, tls=False, username="u", realname="r"),
+        nick="alice", reactor=None, limiter=asyncio.Semaphore(1),  # type: ignore[arg-type]
+        on_event=lambda c, e: None, on_state=lambda c, s, m: None,
+    )
+    conn._flood = FloodControl(lambda line: None, burst=1000, rate=0)
+    for n in range(200):
+        conn.handle(Event("cap", "irc.test", "*", ["ACK", " ".join(f"x-{n}-{i}" for i in range(50))]))
+    conn.handle(Event("cap", "irc.test", "*", ["ACK", "server-time -echo-message"]))
+    assert conn.caps == {"server-time"}
