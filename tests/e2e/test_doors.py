@@ -143,12 +143,18 @@ async def test_bot_link_by_a_user_asks_the_operator_no_refuses_yes_links(doors_s
         await c.wait_for_event(control, notice_from(doors_stack.bot, contains="said no"))
         assert _portal_rows(doors_stack, name) == 0
 
-        assert "Asked the operators of" in await ask(f"link {room} local {name}")
+        # Operators who said no are not asked again at once (nagging them is how bridges get banned).
+        assert "were asked lately and did not agree" in await ask(f"link {room} local {name}")
+        assert len([x for x in irc.seen() if account.user_id in x]) == 1
+
+        other = f"#d{uuid.uuid4().hex[:7]}"  # another channel of the same operator
+        await irc.join(other)
+        assert "Asked the operators of" in await ask(f"link {room} local {other}")
         await irc.wait_for(lambda w: "PRIVMSG" in w and w[2] == irc.nick and "within" in " ".join(w)
                            and len([x for x in irc.seen() if account.user_id in x]) >= 2)
         irc.send("PRIVMSG doorbot :yes")
-        await c.wait_for_event(control, notice_from(doors_stack.bot, contains=f"Linked {room} to {name}"))
-        await irc.wait_for(command("JOIN", name, nick="doorbot"))
+        await c.wait_for_event(control, notice_from(doors_stack.bot, contains=f"Linked {room} to {other}"))
+        await irc.wait_for(command("JOIN", other, nick="doorbot"))
         ghost = f"@local_{irc.nick}:localhost"
         await c.wait_for_event(room, member_event(ghost, "join"))
 
