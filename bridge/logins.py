@@ -53,7 +53,10 @@ class LoginManager:
             channels = set((row.meta or {}).get("channels", []))
             if (channels or row.mxid in with_dms) and row.mxid not in self.clients:
                 self._channels[row.mxid] = channels
-                await self._build(row)  # connects in the background, at the limiter's pace
+                try:
+                    await self._build(row)  # connects in the background, at the limiter's pace
+                except SendError as exc:  # e.g. the connector's limit of connections: the others go on
+                    log.warning("%s: %s has no connection: %s", self.network, row.mxid, exc)
 
     async def stop(self) -> None:
         for handle in self._idle.values():

@@ -187,3 +187,24 @@ async def test_capabilities_the_server_acknowledges_unasked_are_not_kept() -> No
         conn.handle(Event("cap", "irc.test", "*", ["ACK", " ".join(f"x-{n}-{i}" for i in range(50))]))
     conn.handle(Event("cap", "irc.test", "*", ["ACK", "server-time -echo-message"]))
     assert conn.caps == {"server-time"}
+
+
+def test_puppet_connections_are_capped_per_network() -> None:
+    """Every permitted Matrix user joining a portal would get a connection from the bridge's
+    host: a crowd of them (federated users too) makes it a clone farm, and the network bans it."""
+    from connectors.api import SendError
+
+    c = IRCConnector("libera", {"host": "irc.test", "max_connections": 2})
+    logins = [LoginInfo(mxid=f"@u{n}:hs", localpart=f"u{n}", displayname=f"U{n}") for n in range(3)]
+    first, second = c.make_client(logins[0]), c.make_client(logins[1])
+    with pytest.raises(SendError) as refused:
+        c.make_client(logins[2])
+    assert not refused.value.retriable and "2 connections" in str(refused.value)
+    assert c.make_client(logins[0]) is first  # those who have one keep it
+    c.drop_client("@u1:hs")  # an idle puppet is dropped: its place is free again
+    assert c.make_client(logins[2]) is not second
+    # The default is a limit too (0 means none).
+    c = IRCConnector("libera", {"host": "irc.test"})
+    with pytest.raises(SendError):
+        for n in range(1000):
+            c.make_client(LoginInfo(mxid=f"@v{n}:hs", localpart=f"v{n}", displayname="V"))
