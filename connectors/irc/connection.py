@@ -82,7 +82,8 @@ class _SlimFeatures:
             name, _, value = token.partition("=")
             if name == "CASEMAPPING" and value:
                 self.casemapping = sys.intern(value.lower())
-            elif name == "NICKLEN" and value.isdigit():
+            elif name == "NICKLEN" and value.isdecimal() and len(value) <= 4:
+                # (a hostile server's 5000-digit NICKLEN would raise in int(), every reconnect)
                 self.nicklen = int(value)
 
 

@@ -208,3 +208,13 @@ def test_puppet_connections_are_capped_per_network() -> None:
     with pytest.raises(SendError):
         for n in range(1000):
             c.make_client(LoginInfo(mxid=f"@v{n}:hs", localpart=f"v{n}", displayname="V"))
+
+
+def test_a_hostile_isupport_value_is_ignored_not_fatal() -> None:
+    from connectors.irc.connection import _SlimFeatures
+
+    features = _SlimFeatures()
+    features.load(["NICKLEN=" + "9" * 5000, "NICKLEN=²", "CASEMAPPING=ascii", "are supported by this server"])
+    assert features.nicklen is None and features.casemapping == "ascii"
+    features.load(["NICKLEN=30", "are supported by this server"])
+    assert features.nicklen == 30
