@@ -13,8 +13,10 @@ answer. So the permission check cannot happen at the query. What happens instead
   (the portal is stored, the bridge JOINs the channel, their puppet follows); anyone else is
   kicked, the alias deleted and the room abandoned by the bot, so it is as if it never was.
   A dormant room nobody joins within `DORMANT_SECONDS` is abandoned the same way, and at
-  most `MAX_DORMANT` exist at once (more queries are refused): a stranger resolving aliases
-  in a loop costs a bounded number of empty rooms, and nothing on the remote network.
+  most `MAX_DORMANT` exist at once and `MAX_DORMANT_PER_HOUR` are made in any hour (more
+  queries are refused): a stranger resolving aliases in a loop costs a bounded number of
+  empty rooms, and nothing on the remote network. (An abandoned room stays on the homeserver:
+  only its admin can purge it, so the hourly cap is what bounds them, not the one at a time.)
 
 Dormant rooms live in memory: after a restart, a dormant room's alias stays (pointing at a room
 with only the bot in it) until an admin removes it.
@@ -25,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rapture.alias")
 DORMANT_SECONDS = 120.0
 MAX_DORMANT = 50
+MAX_DORMANT_PER_HOUR = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +60,14 @@ class Dormant:
 
 class AliasPortals:
     def __init__(self, bridge: Bridge, *, dormant_seconds: float = DORMANT_SECONDS,
-                 max_dormant: int = MAX_DORMANT) -> None:
+                 max_dormant: int = MAX_DORMANT, max_per_hour: int = MAX_DORMANT_PER_HOUR,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.bridge = bridge
         self.dormant_seconds = dormant_seconds
         self.max_dormant = max_dormant
+        self.max_per_hour = max_per_hour
+        self._clock = clock
+        self._made: deque[float] = deque()  # when each dormant room of the last hour was made
         self._dormant: dict[str, Dormant] = {}  # room id -> what it would bridge
         self._expiry: dict[str, asyncio.TimerHandle] = {}
 
@@ -78,9 +87,17 @@ class AliasPortals:
             log.warning("alias %s refused: %d portal rooms already wait for a first permitted user",
                         alias, len(self._dormant))
             return False
+        now = self._clock()
+        while self._made and now - self._made[0] >= 3600:
+            self._made.popleft()
+        if len(self._made) >= self.max_per_hour:
+            log.warning("alias %s refused: %d portal rooms were made for aliases in the last hour",
+                        alias, len(self._made))
+            return False
+        self._made.append(now)
         localpart = self.bridge.config.networks[network].alias_localpart(name)
         room_id = await self.bridge.portals.create_room(network, name, localpart)
-        self._dormant[room_id] = Dormant(network, chat_id, name, alias, time.monotonic())
+        self._dormant[room_id] = Dormant(network, chat_id, name, alias, now)
         loop = asyncio.get_running_loop()
         self._expiry[room_id] = loop.call_later(
             self.dormant_seconds, lambda: self.bridge.spawn(self._abandon(room_id, "nobody joined")))

@@ -32,7 +32,7 @@ from bridge.commands.admin import register_admin_commands
 from bridge.commands.builtin import register_builtin
 from bridge.commands.network import register_network_commands
 from bridge.commands.registry import COMMAND_PREFIX
-from bridge.commands.sensitive import find_secret_command, secret_was_removed
+from bridge.commands.sensitive import content_secret, find_secret_command, secret_was_removed
 from bridge.db.models import ControlRoom, MatrixUser
 from bridge.encrypted_rooms import invite_is_encrypted
 from bridge.permissions import Level
@@ -154,7 +154,9 @@ class BridgeBot:
         """Refuse a credential command anywhere but the sender's private DM with the bot, and
         a secret command whose secret the intake removed (a replay after a crash). True when
         the command was answered here and must not run."""
-        found = find_secret_command(text)
+        # The text, and the event's copies of it (an edit's new content: relayed as "* ..."
+        # if this refused nothing, where the intake already treated it as a secret).
+        found = find_secret_command(text) or content_secret(content)
         removed = secret_was_removed(content)
         if found is None and not removed:
             return False

@@ -44,6 +44,11 @@ class NewDMCaps:
             else:
                 del self._by_sender[sender]
 
+    def would_admit(self, sender: str) -> bool:
+        """Whether `admit` would admit `sender` now (nothing is counted)."""
+        self._expire(self._clock())
+        return len(self._all) < self.per_hour and self._by_sender.get(sender, 0) < self.per_sender
+
     def admit(self, sender: str) -> CapVerdict:
         """Count one new DM from `sender` if both caps allow it."""
         now = self._clock()

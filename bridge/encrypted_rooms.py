@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Any
 
 from mautrix.appservice import IntentAPI
-from mautrix.client.state_store import StateStore
+from mautrix.client.state_store import MemoryStateStore, StateStore
 from mautrix.errors import MatrixError
 from mautrix.types import EventType, RoomEncryptionStateEventContent, RoomID, StateEvent
 
@@ -34,6 +34,14 @@ def portal_notice(name: str, network: str) -> str:
     """What the portal hears when encryption was turned on in it: it is bridged no more."""
     return (f"Encryption was turned on in this room, and {CANNOT_READ}: it is no longer bridged to "
             f"{name} on {network}.")
+
+
+def new_dm_notice(remote_name: str, network: str) -> str:
+    """What a ghost says in the private chat it just made, when the homeserver encrypted it
+    anyway (Synapse's `encryption_enabled_by_default_for_room_type`): the message is not shown."""
+    return (f"{remote_name} on {network} wrote to you, but your homeserver makes every new chat "
+            f"encrypted, and {CANNOT_READ}, so their message cannot be shown here. To talk to them, "
+            f"{START_UNENCRYPTED}.")
 
 
 def message_notice(sender: str, network: str) -> str:
@@ -56,18 +64,29 @@ def invite_is_encrypted(evt: StateEvent) -> bool:
 
 async def room_is_encrypted(intent: IntentAPI, state_store: StateStore, room_id: RoomID) -> bool:
     """From the state cache, or asked of the homeserver once (the cache only knows events the
-    bridge has seen; a room's encryption may predate any of its users' presence)."""
+    bridge has seen since it started: a room's encryption may predate any of its users'
+    presence, or the bridge's last restart). "Not encrypted" is cached too, until an
+    `m.room.encryption` event for the room replaces it."""
     known = await state_store.is_encrypted(room_id)
     if known is not None:
         return known
     try:
         content = await intent.get_state_event(room_id, EventType.ROOM_ENCRYPTION)
     except MatrixError:
+        _known_unencrypted(state_store, room_id)
         return False  # not found, or not visible to us: nothing says it is encrypted
     if not isinstance(content, RoomEncryptionStateEventContent) or not content.algorithm:
+        _known_unencrypted(state_store, room_id)
         return False
     await state_store.set_encryption_info(room_id, content)
     return True
+
+
+def _known_unencrypted(state_store: StateStore, room_id: RoomID) -> None:
+    # mautrix's memory store keeps None for "known: not encrypted" (is_encrypted -> False);
+    # its update_state overwrites it when an m.room.encryption event arrives.
+    if isinstance(state_store, MemoryStateStore):
+        state_store.encryption.setdefault(room_id, None)
 
 
 class NoticeLimiter:

@@ -20,6 +20,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("rapture.logins")
 
 
+def login_localpart(mxid: str, home_domain: str) -> str:
+    """The `LoginInfo.localpart` of a Matrix user: the MXID's localpart for users of this
+    homeserver, `localpart:server` for users of another one (when the permissions let them
+    in). A connector makes the puppet's identity from it (an XMPP puppet's JID is
+    `<localpart>@component`): @alice:elsewhere.org must not become the same remote user as
+    @alice of this server, and so receive her private messages and speak as her."""
+    localpart, _, server = mxid[1:].partition(":")
+    return localpart if server == home_domain else f"{localpart}:{server}"
+
+
 class LoginManager:
     def __init__(self, runtime: NetworkRuntime) -> None:
         self.runtime = runtime
@@ -43,7 +53,10 @@ class LoginManager:
             channels = set((row.meta or {}).get("channels", []))
             if (channels or row.mxid in with_dms) and row.mxid not in self.clients:
                 self._channels[row.mxid] = channels
-                await self._build(row)  # connects in the background, at the limiter's pace
+                try:
+                    await self._build(row)  # connects in the background, at the limiter's pace
+                except SendError as exc:  # e.g. the connector's limit of connections: the others go on
+                    log.warning("%s: %s has no connection: %s", self.network, row.mxid, exc)
 
     async def stop(self) -> None:
         for handle in self._idle.values():
@@ -79,7 +92,7 @@ class LoginManager:
         if displayname is None:
             displayname = await self._displayname(mxid)
             await self._update_row(mxid, meta={**(row.meta or {}), "displayname": displayname})
-        localpart = mxid[1:].split(":", 1)[0]
+        localpart = login_localpart(mxid, self.bridge.config.homeserver_domain)
         credentials = self._credentials(row)
         client = self.runtime.connector.make_client(LoginInfo(
             mxid=mxid, localpart=localpart, displayname=displayname, nick=row.nick,

@@ -12,10 +12,12 @@ about each such config value instead.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 _QUERY_TOKEN = re.compile(r"(access_token=)[^&\s\"']+")
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+")
@@ -48,7 +50,8 @@ class RedactSecrets(logging.Filter):
 
     def _sort(self) -> None:
         # Longest first: a secret that contains another must not be left half-replaced.
-        self.secrets = sorted(self._config | self._learnt.keys(), key=len, reverse=True)
+        forms = {form for secret in self._config | self._learnt.keys() for form in _forms(secret)}
+        self.secrets = sorted(forms, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
@@ -72,6 +75,15 @@ class RedactSecrets(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         return True
+
+
+def _forms(secret: str) -> set[str]:
+    """A secret as it may be written: as is, and escaped the ways a log line escapes text (a
+    `repr` in an exception or a `%r`, JSON in a request body or event, URL-encoding). A
+    password with a quote, a backslash or an accent looks different in each of them."""
+    forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+             secret.encode("unicode_escape").decode("ascii"), quote(secret, safe=""), quote_plus(secret, safe="")}
+    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
 
 class RedactingFormatter(logging.Formatter):

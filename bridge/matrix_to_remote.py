@@ -108,7 +108,11 @@ class MatrixToRemote:
             prev = getattr(event.unsigned, "prev_content", None)
             if prev is not None and getattr(prev, "membership", None) == Membership.JOIN:
                 return  # a profile change, not a join
-            await runtime.logins.join(target, portal.chat.id)
+            try:
+                await runtime.logins.join(target, portal.chat.id)
+            except SendError as exc:  # e.g. the network's limit of connections is reached
+                await bridge.notify(portal, f"{target}: you were not joined to {portal.name or portal.chat.id} "
+                                            f"on {portal.network}: {exc}.")
         elif membership in (Membership.LEAVE, Membership.BAN):
             reason = getattr(event.content, "reason", None) or ""
             await runtime.logins.part(target, portal.chat.id, reason)
@@ -172,5 +176,8 @@ class MatrixToRemote:
             await bridge.portals.remove(existing)  # the newest room wins
         if bridge.portals.by_room(event.room_id) is None:
             await bridge.portals.add(network, chat, event.room_id, remote_id)
-        await runtime.logins.client_for(event.sender)
+        try:
+            await runtime.logins.client_for(event.sender)
+        except SendError as exc:  # no connection of their own (a limit): their messages will say so too
+            await bridge.bot.send_notice_as(intent, event.room_id, f"{event.sender}: {exc}.")
 

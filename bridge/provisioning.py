@@ -138,7 +138,8 @@ class ProvisioningAPI:
             if not verdict.needs_consent:
                 await requests.link_now(room_id, network, chat_id, channel)
         except LinkRefused as exc:
-            raise _error(exc.status, "M_FORBIDDEN" if exc.status == 403 else "M_UNKNOWN", str(exc)) from None
+            errcode = {403: "M_FORBIDDEN", 429: "M_LIMIT_EXCEEDED"}.get(exc.status, "M_UNKNOWN")
+            raise _error(exc.status, errcode, str(exc)) from None
         if verdict.needs_consent:
             async def tell(text: str) -> None:
                 await self.bridge.bot.send_notice_as(self.bridge.az.intent, room_id, f"{user_id}: {text}")

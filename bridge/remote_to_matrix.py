@@ -11,7 +11,7 @@ from mautrix.appservice import IntentAPI
 from mautrix.errors import MatrixError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from mautrix.types import EventType, Format, MessageType, PowerLevelStateEventContent, TextMessageEventContent
+from mautrix.types import EventType, Format, MessageType, PowerLevelStateEventContent, RoomID, TextMessageEventContent
 
 from connectors.api import (
     ChatKind,
@@ -31,6 +31,7 @@ from connectors.api import (
 
 from bridge.db.models import Message
 from bridge.dm_caps import NewDMCaps
+from bridge.encrypted_rooms import new_dm_notice, room_is_encrypted
 from bridge.doors import Door
 from bridge.portals import PortalInfo
 
@@ -82,7 +83,13 @@ class RemoteToMatrix:
         the state cache knows; the state event itself normally got there first) stops being
         bridged. A private message then opens a new, unencrypted chat instead."""
         portal = self.bridge.portals.by_chat(network, event.chat)
-        if portal is not None and await self.bridge.az.state_store.is_encrypted(portal.room_id):
+        if portal is None:
+            return
+        # Asked of the homeserver when the cache does not know (after a restart it knows
+        # nothing): in a private chat the bot is no member, so its ghost asks.
+        intent = (self.bridge.ghosts.intent(self.bridge.ghosts.mxid(network, portal.chat.id))
+                  if portal.chat.kind is ChatKind.DM else self.bridge.az.intent)
+        if await room_is_encrypted(intent, self.bridge.az.state_store, RoomID(portal.room_id)):
             await self.bridge.stop_bridging_encrypted(portal)
 
     async def _ghost_in(self, network: str, portal: PortalInfo, user: RemoteUser) -> IntentAPI:
@@ -182,6 +189,14 @@ class RemoteToMatrix:
             initial_state=[{"type": "m.room.history_visibility", "state_key": "",
                             "content": {"history_visibility": "shared"}}],
         )
+        if await room_is_encrypted(intent, self.bridge.az.state_store, room_id):
+            # The homeserver encrypts new rooms by its own rule, whatever we asked for: the
+            # message would be posted in the clear into an encrypted chat. Say so, and go.
+            log.info("new DM %s from %s on %s to %s came out encrypted; not bridged", room_id,
+                     event.sender.name, network, receiver)
+            await self.bridge.bot.send_notice_as(intent, room_id, new_dm_notice(event.sender.name, network))
+            await intent.leave_room(room_id, reason="Encrypted rooms are not supported yet")
+            return None
         log.info("opened DM %s between %s and %s on %s", room_id, receiver, event.sender.name, network)
         return await self.bridge.portals.add(network, event.chat, room_id, event.sender.name)
 

@@ -241,7 +241,7 @@ class LoginInfo:
     """What the core knows of a login when it asks the connector to build its client."""
 
     mxid: str
-    localpart: str
+    localpart: str  # unique per user: `localpart:server` for a user of another homeserver
     displayname: str
     nick: str | None = None  # the remote name chosen earlier, if any
     username: str | None = None  # account/user name the user set, if any

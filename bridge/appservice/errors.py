@@ -12,7 +12,8 @@ def matrix_error(status: int, errcode: str, message: str) -> web.HTTPException:
     cls = web.HTTPException
     for candidate in (
         web.HTTPBadRequest, web.HTTPUnauthorized, web.HTTPForbidden, web.HTTPNotFound,
-        web.HTTPRequestEntityTooLarge, web.HTTPInternalServerError, web.HTTPServiceUnavailable,
+        web.HTTPRequestEntityTooLarge, web.HTTPTooManyRequests, web.HTTPInternalServerError,
+        web.HTTPServiceUnavailable,
     ):
         if candidate.status_code == status:
             cls = candidate

@@ -87,16 +87,22 @@ def _bodies(content: dict[str, Any]) -> list[Any]:
     return bodies
 
 
-def message_secret(raw: dict[str, Any]) -> SecretCommand | None:
-    """The secret command an event (as received) holds, or None. Only room messages count."""
-    if raw.get("type") != "m.room.message":
-        return None
-    content = raw.get("content")
+def content_secret(content: Any) -> SecretCommand | None:
+    """The secret command a message's content holds, in its body or, for an edit, in its new
+    content (an edit's `body` is "* text", so the command is only found in `m.new_content`).
+    The intake and the bot's refusal both ask this: an edit into `storepass` is one too."""
     if not isinstance(content, dict):
         return None
     found = [f for f in (find_secret_command(b) for b in _bodies(content) if isinstance(b, str)) if f]
     # The one that holds a secret, if either does (an edit may add it to a bare command).
     return max(found, key=lambda f: bool(f.secret)) if found else None
+
+
+def message_secret(raw: dict[str, Any]) -> SecretCommand | None:
+    """The secret command an event (as received) holds, or None. Only room messages count."""
+    if raw.get("type") != "m.room.message":
+        return None
+    return content_secret(raw.get("content"))
 
 
 def without_secret(raw: dict[str, Any], command: SecretCommand) -> dict[str, Any]:

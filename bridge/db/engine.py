@@ -7,12 +7,16 @@ the database file, so all three are private from the first byte.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+log = logging.getLogger("rapture.db")
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -58,13 +62,31 @@ def create_private_sqlite_file(url: str) -> None:
     """Create the (empty) database file with owner-only access, unless it exists already.
 
     An empty file is a valid new SQLite database. A missing directory is left for SQLite to
-    report, as before.
+    report, as before. An existing database (made by an older version, or copied in) that
+    anyone may read, and its leftover `-wal`/`-shm`, lose the access of others: they hold
+    every user's messages waiting to be bridged, and the sealed credentials.
     """
     path = sqlite_path(url)
     if path is None:
         return
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_FILE_MODE)
-    except (FileExistsError, FileNotFoundError):
+    except FileNotFoundError:
+        return
+    except FileExistsError:
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            _close_to_others(name)
         return
     os.close(fd)
+
+
+def _close_to_others(path: str) -> None:
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o007:
+            os.chmod(path, mode & ~0o007)
+            log.warning("%s was open to every user of this machine (mode %o); it is not any more", path, mode)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # not ours to change: say so, go on
+        log.warning("%s is open to every user of this machine, and cannot be changed: %s", path, exc)

@@ -82,7 +82,8 @@ class _SlimFeatures:
             name, _, value = token.partition("=")
             if name == "CASEMAPPING" and value:
                 self.casemapping = sys.intern(value.lower())
-            elif name == "NICKLEN" and value.isdigit():
+            elif name == "NICKLEN" and value.isdecimal() and len(value) <= 4:
+                # (a hostile server's 5000-digit NICKLEN would raise in int(), every reconnect)
                 self.nicklen = int(value)
 
 
@@ -175,6 +176,7 @@ class _Connection(AioConnection):
     # A puppet's connection skips what it never uses before parsing it: in a portal with N
     # Matrix users each line reaches N puppets, and at start-up every puppet gets the MOTD.
     is_puppet = False
+    abandoned = False  # its IRCConnection stopped and let go of it: it may not connect any more
 
     def _process_line(self, line: str) -> None:
         if self.is_puppet and puppet_can_skip(line):
@@ -205,6 +207,11 @@ class _Connection(AioConnection):
         self.connect_factory = factory
         protocol = self.protocol_class(self, self.reactor.loop)
         self.transport, self.protocol = await factory(protocol, self.server_address)
+        if self.abandoned:
+            # Stopped while connecting: `IRCConnection.stop` let go of us before this socket
+            # existed, so nobody else would ever close it (a stray registration under our nick).
+            self.transport.close()
+            raise ConnectionGone("stopped while connecting")
         self.connected = True
         self.reactor._on_connect(self.protocol, self.transport)
         for line in lines:
@@ -334,11 +341,15 @@ class IRCConnection:
         conn = self._conn
         if conn is not None and getattr(conn, "connected", False):
             conn.quit(reason)
+        if conn is not None and getattr(conn, "transport", None) is not None:
+            # Also while registering (not yet `connected`, or the library's flag already gone):
+            # a socket left open keeps our nick, and the next connection gets `nick_`.
             conn.transport.close()
         self._teardown("stopped")
         if conn is not None:
             self._conn = None
             conn.owner = None  # type: ignore[assignment]
+            conn.abandoned = True
             try:
                 self.reactor.connections.remove(conn)
             except ValueError:
@@ -378,11 +389,14 @@ class IRCConnection:
         self._nick_tries = None
         self.nick = self.wanted_nick
         factory = AioFactory(ssl=self._tls_context()) if s.tls else AioFactory()
+        conn = self._conn
         try:
-            await asyncio.wait_for(
-                self._conn.open(s.host, s.port, self.nick, s.username, s.realname, s.password, factory),
-                REGISTRATION_TIMEOUT,
-            )
+            # `asyncio.timeout`, not `wait_for`: wait_for runs `open` as a task of its own, and
+            # on Python 3.11 a `stop` (cancel) that meets a finished connect is swallowed, the
+            # new socket outliving the stop. Here a cancel reaches the connect itself, which
+            # closes its socket.
+            async with asyncio.timeout(REGISTRATION_TIMEOUT):
+                await conn.open(s.host, s.port, self.nick, s.username, s.realname, s.password, factory)
         except (OSError, TimeoutError, ConnectionGone, LineRejected) as exc:
             if isinstance(exc, LineRejected):
                 self._close_transport()
@@ -533,7 +547,8 @@ class IRCConnection:
             elif not self.registered:
                 self._urgent(_CAP_END)
         elif sub == "ACK":
-            acked = {sys.intern(c) for c in args[-1].split() if not c.startswith("-")}
+            # Only what we asked for: a server acknowledging endless capabilities cannot grow it.
+            acked = {sys.intern(c) for c in args[-1].split() if c in WANTED_CAPS or c == "sasl"}
             self.caps |= acked
             plan = self._sasl_plan()
             if "sasl" in acked and plan and not self.registered:

@@ -35,6 +35,10 @@ from connectors.irc.puppet import IRCPuppet
 from connectors.irc.render import render_lines
 
 log = logging.getLogger("rapture.irc")
+# Puppet connections per network. Every Matrix user who may use the bridge (federated users
+# too, if the permissions say so) gets one on joining a portal: unbounded, a crowd joining
+# makes the bridge's host a clone farm in the network's eyes, and it gets K-lined.
+DEFAULT_MAX_CONNECTIONS = 100
 
 
 def _port(value: int) -> str | None:
@@ -78,6 +82,10 @@ class IRCConnector(NetworkConnector):
                       doc="lines a connection may send at once before flood control slows it"),
             ConfigKey(path="flood_rate", kind=(int, float), default=2.0, check=_non_negative,
                       doc="lines per second after the burst; 0 turns flood control off"),
+            ConfigKey(path="max_connections", kind=int, default=DEFAULT_MAX_CONNECTIONS, check=_non_negative,
+                      doc="IRC connections opened for Matrix users' puppets, at most (0: no limit). Networks "
+                          "ban a host that opens more than they allow (ask for an exemption, then raise this); "
+                          "beyond it a Matrix user gets no puppet, and is told why"),
             ConfigKey(path="max_concurrent_connects", kind=int, default=20, check=_positive,
                       doc="connections (re)connecting at the same time, at most"),
             ConfigKey(path="reconnect_delay", kind=(int, float), default=1.0, check=_positive,
@@ -201,6 +209,14 @@ class IRCConnector(NetworkConnector):
         existing = self._puppets.get(login.mxid)
         if existing is not None:
             return existing
+        limit = self.options.get("max_connections")
+        limit = DEFAULT_MAX_CONNECTIONS if limit is None else int(limit)
+        if limit and len(self._puppets) >= limit:  # idle puppets are dropped (drop_client): live ones
+            log.warning("%s: no puppet for %s: the limit of %d connections is reached", self.network,
+                        login.mxid, limit)
+            raise SendError(f"the bridge already has {limit} connections to {self.network}, as many as it may "
+                            "open (networks ban hosts that open more), so you have no IRC connection of your "
+                            "own for now", retriable=False)
         template = self.options.get("nick_template") or "{localpart}[m]"
         wanted = login.nick or template.format(localpart=login.localpart, displayname=login.displayname)
         puppet = IRCPuppet(self, login, sanitize_nick(wanted))

@@ -143,12 +143,18 @@ async def test_bot_link_by_a_user_asks_the_operator_no_refuses_yes_links(doors_s
         await c.wait_for_event(control, notice_from(doors_stack.bot, contains="said no"))
         assert _portal_rows(doors_stack, name) == 0
 
-        assert "Asked the operators of" in await ask(f"link {room} local {name}")
+        # Operators who said no are not asked again at once (nagging them is how bridges get banned).
+        assert "were asked lately and did not agree" in await ask(f"link {room} local {name}")
+        assert len([x for x in irc.seen() if account.user_id in x]) == 1
+
+        other = f"#d{uuid.uuid4().hex[:7]}"  # another channel of the same operator
+        await irc.join(other)
+        assert "Asked the operators of" in await ask(f"link {room} local {other}")
         await irc.wait_for(lambda w: "PRIVMSG" in w and w[2] == irc.nick and "within" in " ".join(w)
                            and len([x for x in irc.seen() if account.user_id in x]) >= 2)
         irc.send("PRIVMSG doorbot :yes")
-        await c.wait_for_event(control, notice_from(doors_stack.bot, contains=f"Linked {room} to {name}"))
-        await irc.wait_for(command("JOIN", name, nick="doorbot"))
+        await c.wait_for_event(control, notice_from(doors_stack.bot, contains=f"Linked {room} to {other}"))
+        await irc.wait_for(command("JOIN", other, nick="doorbot"))
         ghost = f"@local_{irc.nick}:localhost"
         await c.wait_for_event(room, member_event(ghost, "join"))
 
@@ -248,3 +254,19 @@ async def test_new_private_chats_from_irc_are_capped(doors_stack: Stack, op: tup
                 db.close()
     finally:
         second.close()
+
+
+async def test_an_encrypted_room_is_not_linked_even_by_an_admin(doors_stack: Stack,
+                                                                op: tuple[IrcUser, str]) -> None:
+    """Linking it would post every line of the channel in the clear into a room its members
+    chose to encrypt: refused before anything is bridged, and the bot leaves again."""
+    irc, name = op
+    admin = _account(doors_stack, "admin")
+    async with TestClient(doors_stack.homeserver, admin.user_id, admin.token) as a:
+        room = await a.create_room(invite=[doors_stack.bot], name="secret team", encrypted=True)
+        link = {"room_id": room, "network": "local", "channel": name, "user_id": admin.user_id}
+        status, reply = await call(doors_stack, "POST", "/link", body=link)
+        assert status == 400 and "encrypted" in reply["error"], reply
+        assert _portal_rows(doors_stack, name) == 0
+        await a.wait_for_membership(room, doors_stack.bot, "leave")
+    assert _joins(irc, name, "doorbot") == 0

@@ -165,6 +165,18 @@ async def test_storepass_in_a_portal_is_refused_redacted_and_not_sent(stack: Sta
                 # the room saw it before the redaction.
                 assert "reaches the other network" not in answer and "others may have seen it" in answer, answer
                 assert await _is_redacted(m, portal, asked)
+            # An edit that turns a message into the command: its body is "* storepass ...", the
+            # command is in `m.new_content`, and it would be relayed as a correction.
+            typo = await m.send_text(portal, "typo")
+            await watcher.wait_for(command("PRIVMSG", channel, nick=puppet, text="typo"))
+            edit = await m.send_content(portal, {
+                "msgtype": "m.text", "body": f"* storepass local {password}",
+                "m.new_content": {"msgtype": "m.text", "body": f"storepass local {password}"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": typo},
+            })
+            reply = await m.wait_for_event(portal, notice_from(stack.bot, reply_to=edit), what="the refusal")
+            assert "was refused here" in reply["content"]["body"], reply
+            assert await _is_redacted(m, portal, edit)
             # Ordered behind the refusals: once this line is on IRC, they would have been too.
             marker = f"after-{uuid.uuid4().hex[:8]}"
             await m.send_text(portal, marker)

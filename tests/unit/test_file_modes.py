@@ -144,3 +144,14 @@ def test_sqlite_memory_and_postgres_urls_create_no_file(tmp_path: Path) -> None:
     asyncio.run(make_engine("sqlite+aiosqlite:///:memory:").dispose())
     asyncio.run(make_engine("postgresql+asyncpg://u:p@127.0.0.1:1/db").dispose())
     assert not list(tmp_path.iterdir())
+
+
+def test_an_existing_database_open_to_everyone_is_closed_to_others(tmp_path: Path) -> None:
+    """A database an older version made with the umask's 0644 (and its leftover WAL) holds
+    every message waiting to be bridged: others lose read access when the bridge opens it."""
+    db = tmp_path / "rapture.db"
+    for path in (db, Path(f"{db}-wal")):
+        path.write_bytes(b"")
+        path.chmod(0o644)
+    asyncio.run(make_engine(f"sqlite+aiosqlite:///{db}").dispose())
+    assert _mode(db) == 0o640 and _mode(Path(f"{db}-wal")) == 0o640

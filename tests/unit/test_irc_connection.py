@@ -6,6 +6,7 @@ import asyncio
 import time
 from types import SimpleNamespace
 
+import pytest
 from irc.client import Event
 
 from connectors.irc.connection import DEAD_AFTER, PING_AFTER, ConnectionSettings, IRCConnection
@@ -115,3 +116,57 @@ def test_a_puppet_connection_parses_only_what_it_uses(monkeypatch: object) -> No
         bot._process_line(line)
         puppet._process_line(line)
     assert parsed == [lines[0], lines[1], lines[1], lines[2]]  # the bot all; the puppet the DM only
+
+
+async def test_stop_while_connecting_leaves_no_socket_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop (a quick `reconnect`) that meets a connect just finishing: the new socket must be
+    closed, or it registers our nick and the next connection comes back as `nick_`."""
+    from connectors.irc import connection as module
+    from connectors.irc.connection import make_reactor
+
+    ended = asyncio.Event()
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            received.append(line)
+        ended.set()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Event()
+    connecting = asyncio.Event()
+
+    class GatedFactory:
+        """Connects at once, then waits for the test before handing the socket over."""
+
+        def __init__(self, **_kwargs: object) -> None:
+            pass
+
+        async def __call__(self, protocol: asyncio.BaseProtocol, address: tuple[str, int]) -> tuple:
+            transport, _ = await loop.create_connection(lambda: protocol, "127.0.0.1", port)
+            connecting.set()
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                transport.close()  # as asyncio's own connect does when cancelled
+                raise
+            return transport, protocol
+
+    monkeypatch.setattr(module, "AioFactory", GatedFactory)
+    conn = IRCConnection(
+        settings=ConnectionSettings(host="127.0.0.1", port=port, tls=False, username="u", realname="r"),
+        nick="alice", reactor=make_reactor(), limiter=asyncio.Semaphore(1),
+        on_event=lambda c, e: None, on_state=lambda c, s, m: None,
+    )
+    try:
+        conn.start()
+        await asyncio.wait_for(connecting.wait(), 5)
+        gate.set()  # the connect is done: its task runs again before it can see the stop
+        await conn.stop("bye")
+        await asyncio.wait_for(ended.wait(), 5)  # the server saw the socket close
+        assert b"USER u 0 * :r\r\n" not in received or received[-1] == b"QUIT :bye\r\n"
+    finally:
+        server.close()

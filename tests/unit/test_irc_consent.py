@@ -101,3 +101,47 @@ async def test_an_operator_nick_no_line_can_carry_is_not_asked() -> None:
     result = await fake.consent.ask("#chan", "alice asks to bridge #chan", timeout=1.0)
     assert not result.granted
     assert fake.sent == ["NAMES #chan"]
+
+
+async def test_a_nick_taken_over_by_someone_who_is_no_operator_cannot_answer() -> None:
+    # The operator quits or changes nick while the question is open; someone else takes the
+    # nick and says yes. NAMES asked again shows the nick without operator status.
+    fake = Fake("@op plain")
+    task = asyncio.create_task(fake.consent.ask("#chan", "request", 1.0))
+    await asked(fake)
+    fake.names = "op plain"  # the nick "op" is now held by a user without +o
+    assert fake.say("op", "yes")
+    result = await task
+    assert not result.granted and "answered within" in result.reason
+    assert fake.sent.count("NAMES #chan") == 2  # checked again before the yes counted
+
+
+async def test_an_answer_from_another_user_at_the_operators_nick_is_ignored() -> None:
+    # With userhost-in-names the bridge knows who it asked: the same nick from another host is not them.
+    fake = Fake("@op!ident@ops.example.org @other!o@x")
+    task = asyncio.create_task(fake.consent.ask("#chan", "request", 1.0))
+    await asked(fake, 4)
+    assert fake.consent.handle(Event("privmsg", "op!evil@attacker.example", "rapture", ["yes"]))
+    assert not fake.consent.handle(Event("privmsg", "op!ident@ops.example.org", "rapture", ["yes"]))  # asked no more
+    result = await task
+    assert not result.granted
+    # ... while the operator themselves is heard (the host compares without case).
+    fake = Fake("@op!ident@ops.example.org")
+    task = asyncio.create_task(fake.consent.ask("#chan", "request", 5))
+    await asked(fake)
+    assert fake.consent.handle(Event("privmsg", "op!ident@OPS.example.org", "rapture", ["yes"]))
+    assert (await task).granted
+
+
+async def test_a_hostile_names_reply_keeps_a_bounded_list(monkeypatch: object) -> None:
+    from connectors.irc import consent
+
+    fake = Fake("")
+    task = asyncio.create_task(fake.consent._operators("#chan"))
+    await asyncio.sleep(0)
+    for n in range(30):
+        fake.consent.handle(Event("namreply", "srv", "rapture",
+                                  ["=", "#chan", " ".join(f"@op{n}_{i}" for i in range(100))]))
+    fake.consent.handle(Event("endofnames", "srv", "rapture", ["#chan", "End"]))
+    ops = await task
+    assert len(ops) == consent.MAX_OPERATORS_SEEN

@@ -16,6 +16,7 @@ from connectors.api import ChatRef, LoginInfo, MessageKind, OutgoingMessage
 from connectors.irc import channels as channels_module
 from connectors.irc.channels import ChannelTracker
 from connectors.irc.connection import BoundedLineBuffer
+from connectors.irc.flood import FloodControl
 from connectors.irc.connector import IRCConnector
 from connectors.irc.nicks import casefold
 from connectors.irc.puppet import IRCPuppet
@@ -174,3 +175,49 @@ async def test_with_sasl_no_nickserv_at_all() -> None:
         p.conn._keepalive.cancel()
     assert b"NickServ" not in bytes(rec.data)
 
+
+
+async def test_capabilities_the_server_acknowledges_unasked_are_not_kept() -> None:
+    from connectors.irc.connection import ConnectionSettings, IRCConnection
+
+    conn = IRCConnection(
+        settings=ConnectionSettings(host="h", port=1, tls=False, username="u", realname="r"),
+        nick="alice", reactor=None, limiter=asyncio.Semaphore(1),  # type: ignore[arg-type]
+        on_event=lambda c, e: None, on_state=lambda c, s, m: None,
+    )
+    conn._flood = FloodControl(lambda line: None, burst=1000, rate=0)
+    for n in range(200):
+        conn.handle(Event("cap", "irc.test", "*", ["ACK", " ".join(f"x-{n}-{i}" for i in range(50))]))
+    conn.handle(Event("cap", "irc.test", "*", ["ACK", "server-time -echo-message"]))
+    assert conn.caps == {"server-time"}
+
+
+def test_puppet_connections_are_capped_per_network() -> None:
+    """Every permitted Matrix user joining a portal would get a connection from the bridge's
+    host: a crowd of them (federated users too) makes it a clone farm, and the network bans it."""
+    from connectors.api import SendError
+
+    c = IRCConnector("libera", {"host": "irc.test", "max_connections": 2})
+    logins = [LoginInfo(mxid=f"@u{n}:hs", localpart=f"u{n}", displayname=f"U{n}") for n in range(3)]
+    first, second = c.make_client(logins[0]), c.make_client(logins[1])
+    with pytest.raises(SendError) as refused:
+        c.make_client(logins[2])
+    assert not refused.value.retriable and "2 connections" in str(refused.value)
+    assert c.make_client(logins[0]) is first  # those who have one keep it
+    c.drop_client("@u1:hs")  # an idle puppet is dropped: its place is free again
+    assert c.make_client(logins[2]) is not second
+    # The default is a limit too (0 means none).
+    c = IRCConnector("libera", {"host": "irc.test"})
+    with pytest.raises(SendError):
+        for n in range(1000):
+            c.make_client(LoginInfo(mxid=f"@v{n}:hs", localpart=f"v{n}", displayname="V"))
+
+
+def test_a_hostile_isupport_value_is_ignored_not_fatal() -> None:
+    from connectors.irc.connection import _SlimFeatures
+
+    features = _SlimFeatures()
+    features.load(["NICKLEN=" + "9" * 5000, "NICKLEN=²", "CASEMAPPING=ascii", "are supported by this server"])
+    assert features.nicklen is None and features.casemapping == "ascii"
+    features.load(["NICKLEN=30", "are supported by this server"])
+    assert features.nicklen == 30

@@ -83,3 +83,26 @@ def test_every_configured_secret_is_redacted_even_in_tracebacks(
         assert secret not in err
     assert err.count("Traceback") == 2 * len(secrets) + 1
     assert err.count("<redacted>") == 4 * len(secrets) + 1
+
+
+def test_a_secret_is_redacted_however_the_line_escapes_it(caplog) -> None:
+    """A stored password with a quote, a backslash or an accent: a `%r`, an exception's repr,
+    a JSON body or a URL shows it escaped, and the escaped form is a copy all the same."""
+    password = "pa\\ss'wörd\"\tZq9x"
+    logger = logging.getLogger("rapture.test.escaped")
+    redactor = RedactSecrets()
+    redactor.add(password)
+    caplog.handler.addFilter(redactor)
+    import json
+    from urllib.parse import quote
+
+    logger.warning("as repr %r", password)
+    logger.warning("as JSON %s", json.dumps({"password": password}))
+    logger.warning("as ASCII JSON %s", json.dumps({"password": password}, ensure_ascii=True))
+    logger.warning("in a URL %s", "https://x/?p=" + quote(password, safe=""))
+    try:
+        raise ValueError(("bad", password))
+    except ValueError:
+        logger.exception("in a traceback")
+    assert "ss'w" not in caplog.text and "ss\\'w" not in caplog.text and "Zq9" not in caplog.text, caplog.text
+    assert caplog.text.count("<redacted>") == 5

@@ -68,6 +68,28 @@ def test_whatever_the_bot_would_run_as_a_secret_command_is_recognised(head: str,
         assert find_secret_command(body) is not None
 
 
+# Pieces the two parsers may disagree on: every kind of whitespace str.split() knows and
+# shlex does not (and back), quotes, backslashes, the prefix in any case, look-alike letters.
+_pieces = st.sampled_from([
+    "storepass", "STOREPASS", "storecert", "join", "!rapture", "!RAPTURE", "libera", "#c", "pw",
+    " ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\xa0", "\u2003", "\x1c", "\x85", "\u200b",
+    "'", '"', "\\", "ſ", "K",
+])
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.lists(_pieces, max_size=10).map("".join))
+def test_the_bot_runs_no_secret_command_the_intake_misses(body: str) -> None:
+    """Any text (not only well-formed commands): what the bot's own parser would dispatch as
+    storepass/storecert, or join with a key, the intake recognises."""
+    text = BridgeBot.strip_prefix(body)
+    text = body if text is None else text
+    words = CommandRegistry.split(text)
+    dispatched = words[0].lower() if words else ""
+    if dispatched in ("storepass", "storecert") or (dispatched == "join" and len(words) >= 4):
+        assert find_secret_command(body) is not None
+
+
 def _event(body: str, event_id: str = "$e1", **extra: object) -> dict:
     return {"type": "m.room.message", "event_id": event_id, "room_id": "!dm:hs", "sender": "@u:hs",
             "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": body, **extra}}
