@@ -73,7 +73,8 @@ async def users_on_server(watcher: TimedIrc) -> int:
 
 async def run(counts: list[int]) -> dict:
     results: dict[str, object] = {"benchmark": "memory", "import_floor_kb": import_cost_kb()}
-    options = {"flood_rate": 0, "max_concurrent_connects": 2000}
+    # No cap on connections: this measures 10,000 puppets on our own server.
+    options = {"flood_rate": 0, "max_concurrent_connects": 2000, "max_connections": 0}
     async with bench_stack(network_options=options) as bench:
         stack = bench.stack
         watcher = TimedIrc("memwatch")

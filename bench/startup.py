@@ -37,7 +37,7 @@ def _status(url: str, method: str = "GET", body: bytes | None = None, token: str
 
 
 async def run(portals: int, ghosts: int, logins: int, concurrency: int) -> dict:
-    options = {"flood_rate": 0, "max_concurrent_connects": concurrency}
+    options = {"flood_rate": 0, "max_concurrent_connects": concurrency, "max_connections": 0}
     async with bench_stack(network_options=options) as bench:
         stack = bench.stack
         watcher = TimedIrc("startwatch")
