@@ -216,7 +216,8 @@ class OutgoingMessage:
     # whole new content. Networks with corrections send one; others send "* text".
     edit_of: str = ""
     # At most this many lines on a line-based network (counted after long lines are split),
-    # then one line saying how many were left out; None: no limit. Set by the core from
+    # then one line saying how many were left out, and a `RemoteNotice` to the chat telling the
+    # sender (a cut message must not look delivered); None: no limit. Set by the core from
     # `bridge.max_message_lines`.
     max_lines: int | None = None
 

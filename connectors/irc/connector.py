@@ -21,6 +21,7 @@ from connectors.api import (
     NetworkConnector,
     OutgoingMessage,
     RemoteEvent,
+    RemoteNotice,
     RemoteUser,
     SendError,
     nick_template_error,
@@ -32,7 +33,7 @@ from connectors.irc.flood import ConnectionGone
 from connectors.irc.lines import clean_name
 from connectors.irc.nicks import casefold, is_valid_channel, is_valid_nick, sanitize_nick
 from connectors.irc.puppet import IRCPuppet
-from connectors.irc.render import render_lines
+from connectors.irc.render import cut_notice, render
 
 log = logging.getLogger("rapture.irc")
 # Puppet connections per network. Every Matrix user who may use the bridge (federated users
@@ -236,7 +237,7 @@ class IRCConnector(NetworkConnector):
         prefix = "" if message.kind.value == "m.emote" else f"<{name}> "
         if message.kind.value == "m.emote":
             message = dataclasses.replace(message, text=f"{name} {message.text}", html=None)
-        lines = render_lines(message, target=chat.id, nick=bot.nick, mask_bytes=bot.mask_bytes, prefix=prefix)
+        lines, left = render(message, target=chat.id, nick=bot.nick, mask_bytes=bot.mask_bytes, prefix=prefix)
         try:
             for line in lines[:-1]:
                 bot.send(line)
@@ -244,6 +245,8 @@ class IRCConnector(NetworkConnector):
                 await bot.send_wait(lines[-1])
         except ConnectionGone as exc:
             raise SendError(f"connection lost: {exc}", retriable=True) from exc
+        if left:
+            self.emit(RemoteNotice(chat=chat, text=cut_notice(name, len(lines) - 1, left)))
 
     # -- the bot's connection ----------------------------------------------------------------------
     def _on_bot_state(self, conn: IRCConnection, state: str, message: str) -> None:

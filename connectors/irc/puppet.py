@@ -34,7 +34,7 @@ from connectors.irc.refusals import (
     as_send_if_joined,
     refusal,
 )
-from connectors.irc.render import render_lines
+from connectors.irc.render import cut_notice, render
 from connectors.irc.wire import Line, LineRejected, fit_trailing, irc_line
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class IRCPuppet(NetworkClient):
     async def send(self, chat: ChatRef, message: OutgoingMessage) -> None:
         if not self.conn.connected:
             raise SendError("not connected to IRC", retriable=True)
-        lines = render_lines(message, target=chat.id, nick=self.conn.nick, mask_bytes=self.conn.mask_bytes)
+        lines, left = render(message, target=chat.id, nick=self.conn.nick, mask_bytes=self.conn.mask_bytes)
         if not lines:
             return
         if chat.kind is ChatKind.DM:  # so that a "no such nick" can be told as this line's fate
@@ -125,6 +125,8 @@ class IRCPuppet(NetworkClient):
             await self.conn.send_wait(lines[-1])
         except ConnectionGone as exc:
             raise SendError(f"connection lost: {exc}", retriable=True) from exc
+        if left:
+            self.connector.emit(RemoteNotice(chat=chat, text=cut_notice(self.mxid, len(lines) - 1, left)))
 
     async def set_topic(self, chat_id: str, topic: str) -> None:
         self._send_or_fail(fit_trailing("TOPIC", _channel(chat_id), text=clean_line(topic)))

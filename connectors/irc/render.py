@@ -14,9 +14,24 @@ def left_out_note(count: int) -> str:
     return f"(… {count} more line{'s' if count != 1 else ''} not sent)"
 
 
+def cut_notice(sender: str, sent: int, left: int) -> str:
+    """What the portal hears when a message was cut: its sender must know (IRC only sees the
+    "not sent" line), so that nothing is dropped without a word."""
+    return (f"{sender}: your message was too long for IRC: {left} of its {sent + left} lines were not sent "
+            f"(the bridge sends at most {sent} lines of one message).")
+
+
 def render_lines(message: OutgoingMessage, *, target: str, nick: str, mask_bytes: int | None,
                  prefix: str = "") -> list[Line]:
-    """Every line is a complete, checked IRC command that fits in 512 bytes when relayed.
+    """The lines of `render`, without the count of lines left out."""
+    return render(message, target=target, nick=nick, mask_bytes=mask_bytes, prefix=prefix)[0]
+
+
+def render(message: OutgoingMessage, *, target: str, nick: str, mask_bytes: int | None,
+           prefix: str = "") -> tuple[list[Line], int]:
+    """The lines to send, and how many lines `message.max_lines` left out (0: none).
+
+    Every line is a complete, checked IRC command that fits in 512 bytes when relayed.
 
     `prefix` (e.g. `<alice> ` for a relayed message, already cleaned) starts every line.
     With `message.max_lines`, at most that many lines (counted after splitting) are sent,
@@ -38,7 +53,8 @@ def render_lines(message: OutgoingMessage, *, target: str, nick: str, mask_bytes
                 payload = f"\x01ACTION {payload}\x01"
             payloads.append(payload)
     limit = message.max_lines
+    left = 0
     if limit is not None and len(payloads) > limit:
         left = len(payloads) - limit
         payloads = [*payloads[:limit], prefix + left_out_note(left)]
-    return [irc_line(command, target, trailing=payload) for payload in payloads]
+    return [irc_line(command, target, trailing=payload) for payload in payloads], left

@@ -265,3 +265,8 @@ async def test_a_200_line_message_is_cut_to_max_message_lines(proxied: Proxied, 
             if f" PRIVMSG {portal.name} :line " in line and portal.puppet in line]
     assert len(sent) == 10, sent
     assert not wire_problems(proxied.proxy.recorded())
+    # The sender is told in the room what IRC did not get: nothing is dropped without a word.
+    notice = await portal.matrix.wait_for_event(
+        portal.room_id, notice_from(proxied.stack.bot, contains="too long for IRC"), what="the cut notice")
+    assert portal.matrix.user_id in notice["content"]["body"]
+    assert "190 of its 200 lines were not sent" in notice["content"]["body"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from irc.client import Event
@@ -221,3 +223,19 @@ def test_a_hostile_isupport_value_is_ignored_not_fatal() -> None:
     assert features.nicklen is None and features.casemapping == "ascii"
     features.load(["NICKLEN=30", "are supported by this server"])
     assert features.nicklen == 30
+
+
+def test_the_sender_is_told_in_the_room_when_a_message_was_cut() -> None:
+    c, rec = bot_connector()
+    told: list[Any] = []
+    c.ctx = SimpleNamespace(queue_remote_event=told.append)
+    body = "\n".join(f"line {n}" for n in range(30))
+    chat = ChatRef("#c")
+    asyncio.run(c.relay(chat, OutgoingMessage(kind=MessageKind.TEXT, text=body, sender_name="bob", max_lines=3)))
+    assert len(written_lines(bytes(rec.data))) == 4  # three lines, then the "not sent" line
+    assert [(type(e).__name__, e.chat) for e in told] == [("RemoteNotice", chat)]
+    assert told[0].text.startswith("bob: your message was too long for IRC: 27 of its 30 lines were not sent")
+    # A message that fits says nothing more.
+    told.clear()
+    asyncio.run(c.relay(chat, OutgoingMessage(kind=MessageKind.TEXT, text="short", sender_name="bob", max_lines=3)))
+    assert told == []
