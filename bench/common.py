@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -335,5 +336,19 @@ def summary(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
+def measured_commit() -> str:
+    """The commit the code under measure is at ("+dirty" with uncommitted changes), so that a
+    stored result names what it measured."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def print_result(result: dict[str, Any]) -> None:
-    print(json.dumps(result, indent=None, sort_keys=False))
+    print(json.dumps({"commit": measured_commit(), **result}, indent=None, sort_keys=False))
