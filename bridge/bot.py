@@ -154,9 +154,10 @@ class BridgeBot:
         """Refuse a credential command anywhere but the sender's private DM with the bot, and
         a secret command whose secret the intake removed (a replay after a crash). True when
         the command was answered here and must not run."""
-        # The text, and the event's copies of it (an edit's new content: relayed as "* ..."
-        # if this refused nothing, where the intake already treated it as a secret).
-        found = find_secret_command(text) or content_secret(content)
+        # The event's copies of the text (an edit's new content: relayed as "* ..." if this
+        # refused nothing, where the intake already treated it as a secret); `text` alone
+        # when there is no event content.
+        found = content_secret(content) if isinstance(content, dict) else find_secret_command(text)
         removed = secret_was_removed(content)
         if found is None and not removed:
             return False

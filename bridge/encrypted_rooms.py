@@ -10,8 +10,6 @@ from "no plaintext": they carry nothing the users wrote, only why the bridge is 
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from typing import Any
 
 from mautrix.appservice import IntentAPI
@@ -87,26 +85,3 @@ def _known_unencrypted(state_store: StateStore, room_id: RoomID) -> None:
     # its update_state overwrites it when an m.room.encryption event arrives.
     if isinstance(state_store, MemoryStateStore):
         state_store.encryption.setdefault(room_id, None)
-
-
-class NoticeLimiter:
-    """Tells a sender about their encrypted messages once per room and `every` seconds, not
-    once per message (a client that encrypts sends every message so). Bounded: the oldest
-    entries go first."""
-
-    def __init__(self, every: float = 600.0, capacity: int = 1024) -> None:
-        self.every = every
-        self.capacity = capacity
-        self._told: OrderedDict[tuple[str, str], float] = OrderedDict()
-
-    def should_tell(self, room_id: str, sender: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        key = (room_id, sender)
-        last = self._told.get(key)
-        if last is not None and now - last < self.every:
-            return False
-        self._told[key] = now
-        self._told.move_to_end(key)
-        while len(self._told) > self.capacity:
-            self._told.popitem(last=False)
-        return True

@@ -36,22 +36,31 @@ class RedactSecrets(logging.Filter):
         super().__init__()
         self._config = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
         self._learnt: dict[str, None] = {}  # ordered: the oldest is dropped first
-        self.secrets: list[str] = []
-        self._sort()
+        self._forms = {form for secret in self._config for form in _forms(secret)}
+        self._sorted: list[str] | None = None  # made from _forms when a line is next redacted
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every form to redact, longest first: a secret that contains another must not be
+        left half-replaced. Sorted on use, not on every `add`: at start-up every stored
+        password is added, and no line is logged in between."""
+        if self._sorted is None:
+            self._sorted = sorted(self._forms, key=len, reverse=True)
+        return self._sorted
 
     def add(self, secret: str) -> None:
         if not secret or len(secret) < MIN_SECRET_LENGTH or secret in self._config:
             return
         self._learnt.pop(secret, None)
         self._learnt[secret] = None
-        while len(self._learnt) > MAX_RUNTIME_SECRETS:
-            del self._learnt[next(iter(self._learnt))]
-        self._sort()
-
-    def _sort(self) -> None:
-        # Longest first: a secret that contains another must not be left half-replaced.
-        forms = {form for secret in self._config | self._learnt.keys() for form in _forms(secret)}
-        self.secrets = sorted(forms, key=len, reverse=True)
+        if len(self._learnt) > MAX_RUNTIME_SECRETS:
+            while len(self._learnt) > MAX_RUNTIME_SECRETS:
+                del self._learnt[next(iter(self._learnt))]
+            # A dropped secret's forms go too (rare: only beyond the cap).
+            self._forms = {form for kept in self._config | self._learnt.keys() for form in _forms(kept)}
+        else:
+            self._forms |= _forms(secret)
+        self._sorted = None
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:

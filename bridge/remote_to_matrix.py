@@ -33,6 +33,7 @@ from bridge.db.models import Message
 from bridge.dm_caps import NewDMCaps
 from bridge.encrypted_rooms import new_dm_notice, room_is_encrypted
 from bridge.doors import Door
+from bridge.notice_limiter import NoticeLimiter
 from bridge.portals import PortalInfo
 
 if TYPE_CHECKING:
@@ -42,15 +43,15 @@ log = logging.getLogger("rapture.remote")
 MODERATOR_LEVEL = 50
 MEMBER_SYNC_CONCURRENCY = 8
 TELL_EVERY = 3600.0  # seconds between notices about refused private chats, per Matrix user
-MAX_TOLD = 1024
+CAP_LOG_EVERY = 60.0  # seconds between warnings about a network's DM cap
 
 
 class RemoteToMatrix:
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
         self._dm_caps: dict[str, NewDMCaps] = {}  # network -> caps on new DM rooms
-        self._told: dict[str, float] = {}  # receiver -> when last told of a refused DM (bounded)
-        self._cap_logged: dict[str, float] = {}  # network -> when a cap was last logged
+        self._told = NoticeLimiter(every=TELL_EVERY)  # receivers told of a refused DM
+        self._cap_logged = NoticeLimiter(every=CAP_LOG_EVERY)  # networks whose cap was logged
 
     async def handle(self, network: str, event: RemoteEvent) -> None:
         await self._leave_if_encrypted(network, event)
@@ -85,6 +86,8 @@ class RemoteToMatrix:
         portal = self.bridge.portals.by_chat(network, event.chat)
         if portal is None:
             return
+        if await self.bridge.az.state_store.is_encrypted(RoomID(portal.room_id)) is False:
+            return  # known and cached: the usual case, with nothing to build
         # Asked of the homeserver when the cache does not know (after a restart it knows
         # nothing): in a private chat the bot is no member, so its ghost asks.
         intent = (self.bridge.ghosts.intent(self.bridge.ghosts.mxid(network, portal.chat.id))
@@ -169,11 +172,8 @@ class RemoteToMatrix:
         if not admitted.allowed:
             limit = (f"{caps.per_hour} new private chats per hour on {network}" if admitted.reason == "network"
                      else f"{caps.per_sender} new private chats per hour from one user")
-            now = time.monotonic()
             # One warning a minute per network: a flood of refused DMs must not flood the log too.
-            quiet = now - self._cap_logged.get(network, -60.0) < 60.0
-            if not quiet:
-                self._cap_logged[network] = now
+            quiet = not self._cap_logged.should_tell(network)
             log.log(logging.DEBUG if quiet else logging.WARNING,
                     "new DM from %s on %s to %s refused: cap of %s reached", event.sender.name, network,
                     receiver, limit)
@@ -209,13 +209,8 @@ class RemoteToMatrix:
 
     async def _tell_once(self, receiver: str, text: str) -> None:
         """Tell a Matrix user about refused DMs once an hour, not once per refused line."""
-        now = time.monotonic()
-        if now - self._told.get(receiver, -TELL_EVERY) < TELL_EVERY:
+        if not self._told.should_tell(receiver):
             return
-        if len(self._told) >= MAX_TOLD:  # bounded: forget those told longest ago
-            for mxid, _ in sorted(self._told.items(), key=lambda kv: kv[1])[:MAX_TOLD // 2]:
-                del self._told[mxid]
-        self._told[receiver] = now
         try:
             await self.bridge.tell_user(receiver, text)
         except Exception:

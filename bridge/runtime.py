@@ -26,13 +26,14 @@ from bridge.config import Config
 from bridge.db.engine import make_engine, make_sessionmaker
 from bridge.db.models import Login, MatrixUser
 from bridge.doors import Doors
-from bridge.encrypted_rooms import NoticeLimiter, message_notice, portal_notice
+from bridge.encrypted_rooms import message_notice, portal_notice
 from bridge.limits import check_open_file_budget
 from bridge.memory import trim_due, trim_memory
 from bridge.ghosts import GhostManager
 from bridge.link_requests import LinkRequests
 from bridge.matrix_to_remote import MatrixToRemote
 from bridge.networks import NetworkRuntime
+from bridge.notice_limiter import NoticeLimiter
 from bridge.outbox import Outbox
 from bridge.portals import PortalInfo, PortalStore
 from bridge.provisioning import ProvisioningAPI
@@ -100,9 +101,11 @@ class Bridge:
                  self.config.appservice_port)
         # Serve first, then reach the homeserver: a homeserver that starts after us (or is
         # briefly down) only delays the bot, never the intake of transactions.
-        await self.inbox.scrub_secrets()  # rows an older version stored with their secret
         for event in await self.inbox.pending():
             self.dispatcher.submit(event.room_id, event)
+        # Rows an older version stored with their secret: a scan of the intake log, so it
+        # runs beside the replay, not before it.
+        self.spawn(self.inbox.scrub_secrets())
         self.spawn(self._connect_homeserver())
         self.spawn(self._prune_periodically())
 

@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bridge.commands.sensitive import CREDENTIAL_COMMANDS, message_secret, without_secret
+from bridge.commands.sensitive import CREDENTIAL_COMMANDS, SECRET_REMOVED, message_secret, without_secret
 from bridge.db.models import AppServiceEvent, AppServiceTransaction
 from bridge.logs import redact_also
 
@@ -189,7 +189,7 @@ class TransactionInbox:
             rows = await conn.execute(
                 select(AppServiceEvent.seq, AppServiceEvent.payload).where(or_(
                     *(AppServiceEvent.payload.ilike(f"%{name}%") for name in CREDENTIAL_COMMANDS)
-                ))
+                ), AppServiceEvent.payload.not_like(f"%{SECRET_REMOVED}%"))  # scrubbed already
             )
             rewritten = 0
             for seq, payload in rows.all():

@@ -53,6 +53,17 @@ _MODE_ROLES = {"o": Role.MODERATOR, "v": Role.VOICED, "h": Role.MODERATOR, "a": 
 _PREFIX_MODES = {"~": "q", "&": "a", "@": "o", "%": "h", "+": "v"}
 
 
+def names_word(word: str) -> tuple[str, set[str], str]:
+    """One entry of a NAMES reply (`@+nick!user@host` with multi-prefix and
+    userhost-in-names): the nick, its channel modes and its user@host ("" when not shown)."""
+    modes = set()
+    while word and word[0] in _PREFIX_MODES:
+        modes.add(_PREFIX_MODES[word[0]])
+        word = word[1:]
+    nick, _, mask = word.partition("!")
+    return nick, modes, mask
+
+
 def role_of(modes: set[str]) -> Role:
     return max((_MODE_ROLES.get(m, Role.MEMBER) for m in modes), default=Role.MEMBER)
 
@@ -190,11 +201,7 @@ class ChannelTracker:
         for word in event.arguments[2].split():
             if not channel.room_for(len(channel.names)):
                 break
-            modes = set()
-            while word and word[0] in _PREFIX_MODES:
-                modes.add(_PREFIX_MODES[word[0]])
-                word = word[1:]
-            nick = word.split("!", 1)[0]
+            nick, modes, _mask = names_word(word)
             if nick:
                 channel.names.append((nick, modes))
 

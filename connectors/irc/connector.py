@@ -167,7 +167,6 @@ class IRCConnector(NetworkConnector):
         )
         bot = self.bot
         self.consent = OperatorConsent(send=lambda line: bot.send(line), fold=self.fold,
-                                       own_nick=lambda: bot.nick,
                                        is_ours=lambda folded: folded == self.fold(bot.nick)
                                        or self.puppet_of(folded) is not None)
         self.bot.start()

@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from irc.client import Event, NickMask
 
 from connectors.api import ConsentResult
+from connectors.irc.channels import names_word
 from connectors.irc.flood import ConnectionGone
 from connectors.irc.lines import clean_line, split_bytes
 from connectors.irc.wire import Line, LineRejected, irc_line
 
 log = logging.getLogger("rapture.irc.consent")
-OPERATOR_PREFIXES = frozenset("~&@")
-ALL_PREFIXES = "~&@%+"
+OPERATOR_MODES = frozenset("qao")  # ~ & @: owner, admin, operator
 MAX_ASKED = 10
 MAX_OPERATORS_SEEN = 500  # of one NAMES reply (only operators are kept): a hostile server's is endless
 NAMES_SECONDS = 10.0
@@ -63,12 +63,9 @@ def names_in(names: str) -> list[tuple[str, bool, str | None]]:
     user@host when the server shows it (`userhost-in-names`)."""
     result = []
     for word in names.split():
-        prefixes = ""
-        while word and word[0] in ALL_PREFIXES:
-            prefixes, word = prefixes + word[0], word[1:]
-        nick, _, mask = word.partition("!")
+        nick, modes, mask = names_word(word)
         if nick:
-            result.append((nick, bool(OPERATOR_PREFIXES & set(prefixes)), mask or None))
+            result.append((nick, bool(OPERATOR_MODES & modes), mask or None))
     return result
 
 
@@ -85,11 +82,10 @@ class OperatorConsent:
     """Lives beside the bot's connection; `handle` sees every event of that connection."""
 
     def __init__(self, *, send: Callable[[Line], None], fold: Callable[[str], str],
-                 own_nick: Callable[[], str], is_ours: Callable[[str], bool],
+                 is_ours: Callable[[str], bool],
                  names_seconds: float = NAMES_SECONDS, max_asked: int = MAX_ASKED) -> None:
         self._send = send  # IRCConnection.send: raises ConnectionGone when offline
         self._fold = fold
-        self._own_nick = own_nick
         self._is_ours = is_ours  # folded nick -> the bridge's own connection (bot or puppet)
         self._names_seconds = names_seconds
         self._max_asked = max_asked

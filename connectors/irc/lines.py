@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from connectors.irc.wire import cut_utf8
+
 IRC_LINE_BYTES = 512
 # When our own hostmask is not known yet: the longest ident and host servers allow.
 UNKNOWN_MASK_BYTES = 1 + 10 + 1 + 63
@@ -39,11 +41,7 @@ def clean_name(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
         " " if c.isspace() else c for c in _SURROGATE.sub("\ufffd", name)
         if c.isspace() or c == "\u200d" or unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp")
     )
-    text = " ".join(kept.split())
-    encoded = text.encode("utf-8")
-    if len(encoded) > max_bytes:
-        text = encoded[:max_bytes].decode("utf-8", "ignore").rstrip()
-    return text
+    return cut_utf8(" ".join(kept.split()), max_bytes).rstrip()
 
 
 def text_lines(text: str) -> list[str]:

@@ -53,14 +53,9 @@ def xml_safe(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
-def clip(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` code points (never inside a surrogate pair: str has none)."""
-    return text if len(text) <= limit else text[:limit]
-
-
 def text(value: str, limit: int) -> str:
     """Free text for a stanza: cleaned, then cut to `limit` characters."""
-    return clip(xml_safe(value), limit)
+    return xml_safe(value)[:limit]  # code points: a str has no surrogate pairs to split
 
 
 def jid(value: str) -> str:

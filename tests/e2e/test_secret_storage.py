@@ -11,6 +11,9 @@ from __future__ import annotations
 import sqlite3
 import stat
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.appservice.inbox import TransactionInbox
@@ -77,74 +80,23 @@ async def _is_redacted(client: TestClient, room: str, event_id: str) -> bool:
     return bool(event) and "body" not in event[0]["content"]
 
 
-async def test_storepass_password_is_in_no_file_row_or_log(stack: Stack) -> None:
+@dataclass
+class Joined:
+    """A new Matrix user, in their DM with the bot, whose puppet joined a fresh channel that
+    an IRC user watches."""
+
+    account: Account
+    m: TestClient
+    dm: str
+    watcher: IrcUser
+    channel: str
+    puppet: str
+
+
+@asynccontextmanager
+async def _joined_channel(stack: Stack, letter: str) -> AsyncIterator[Joined]:
     account = stack.account()
-    password = _password()
-    workdir = stack.local.workdir
-    channel = f"#s{uuid.uuid4().hex[:7]}"
-    watcher = IrcUser(stack.local.inspircd.port, f"w{uuid.uuid4().hex[:6]}")
-    await watcher.registered()
-    await watcher.join(channel)
-    puppet = f"{account.user_id[1:].split(':')[0]}[m]"
-    try:
-        async with TestClient(stack.homeserver, account.user_id, account.token) as m:
-            room = await _dm(m, stack)
-            await _ask(m, room, stack.bot, f"join local {channel}")
-            await watcher.wait_for(command("JOIN", channel, nick=puppet))
-            answer, asked = await _ask(m, room, stack.bot, f"storepass local {password}")
-            assert "stored, encrypted" in answer, answer
-            # The password passes through: unsealed, and sent (NickServ IDENTIFY) on reconnect.
-            await _ask(m, room, stack.bot, "reconnect local")
-            await watcher.wait_for(command("QUIT", nick=puppet))
-            await watcher.wait_for(command("JOIN", channel, nick=puppet), timeout=30)
-
-            # While the bridge runs, before any clean-stop checkpoint: the WAL is there.
-            assert Path(f"{_db(stack)}-wal").exists()
-            # ...and, like every file of the bridge's that holds a secret, private.
-            modes = {name: stat.S_IMODE((workdir / name).stat().st_mode) for name in (
-                "rapture.db", "rapture.db-wal", "rapture.db-shm", "rapture.key", "config.yaml",
-                "registration.yaml")}
-            assert modes == {"rapture.db": 0o600, "rapture.db-wal": 0o600, "rapture.db-shm": 0o600,
-                             "rapture.key": 0o600, "config.yaml": 0o600, "registration.yaml": 0o640}
-            assert _files_holding(workdir, password) == []
-            (payload,), = _query(stack, "SELECT payload FROM as_event WHERE event_id = ?", asked)
-            assert password not in payload and '"org.rapture.secret_removed": true' in payload
-            sealed = _query(stack, "SELECT credentials FROM login WHERE mxid = ? AND network = 'local'",
-                            account.user_id)
-            assert sealed and sealed[0][0] and password.encode() not in sealed[0][0]
-            assert password not in stack.local.bridge.log_path.read_text(errors="replace")
-
-            # A clean stop checkpoints the WAL into the database file: still nowhere.
-            stack.local.bridge.stop()
-            try:
-                assert _files_holding(workdir, password) == []
-                # A crash between the 200 and the handling: the replay finds the command without
-                # its secret, and the user is asked to send it again.
-                url = f"sqlite+aiosqlite:///{_db(stack)}"
-                engine = make_engine(url)
-                try:
-                    await TransactionInbox(engine).record(f"crash-{uuid.uuid4().hex}", [{
-                        "type": "m.room.message", "event_id": f"$crash{uuid.uuid4().hex}",
-                        "room_id": room, "sender": account.user_id, "origin_server_ts": 1,
-                        "content": {"msgtype": "m.text", "body": f"storepass local {password}x"},
-                    }])
-                finally:
-                    await engine.dispose()
-                assert _files_holding(workdir, password) == []
-            finally:
-                stack.local.bridge.start()
-            await m.wait_for_event(room, notice_from(stack.bot, contains="send it again"),
-                                   what="the replayed command's answer")
-            assert _files_holding(workdir, password) == []
-            assert password not in stack.local.bridge.log_path.read_text(errors="replace")
-    finally:
-        watcher.close()
-
-
-async def test_storepass_in_a_portal_is_refused_redacted_and_not_sent(stack: Stack) -> None:
-    account = stack.account()
-    password = _password()
-    channel = f"#p{uuid.uuid4().hex[:7]}"
+    channel = f"#{letter}{uuid.uuid4().hex[:7]}"
     watcher = IrcUser(stack.local.inspircd.port, f"w{uuid.uuid4().hex[:6]}")
     await watcher.registered()
     await watcher.join(channel)
@@ -154,38 +106,98 @@ async def test_storepass_in_a_portal_is_refused_redacted_and_not_sent(stack: Sta
             dm = await _dm(m, stack)
             await _ask(m, dm, stack.bot, f"join local {channel}")
             await watcher.wait_for(command("JOIN", channel, nick=puppet))
-            portal = await m.wait_for_invite()
-            await m.join(portal)
-            for text in (f"!rapture storepass local {password}", f"storepass local {password}",
-                         f"!rapture storecert local {password}"):
-                answer, asked = await _ask(m, portal, stack.bot, text)
-                assert "was refused here" in answer and "this room is bridged" in answer, answer
-                assert "Nothing was stored" in answer and "Your message was removed" in answer, answer
-                # Commands are not relayed: the refusal must not say it reached IRC, but others in
-                # the room saw it before the redaction.
-                assert "reaches the other network" not in answer and "others may have seen it" in answer, answer
-                assert await _is_redacted(m, portal, asked)
-            # An edit that turns a message into the command: its body is "* storepass ...", the
-            # command is in `m.new_content`, and it would be relayed as a correction.
-            typo = await m.send_text(portal, "typo")
-            await watcher.wait_for(command("PRIVMSG", channel, nick=puppet, text="typo"))
-            edit = await m.send_content(portal, {
-                "msgtype": "m.text", "body": f"* storepass local {password}",
-                "m.new_content": {"msgtype": "m.text", "body": f"storepass local {password}"},
-                "m.relates_to": {"rel_type": "m.replace", "event_id": typo},
-            })
-            reply = await m.wait_for_event(portal, notice_from(stack.bot, reply_to=edit), what="the refusal")
-            assert "was refused here" in reply["content"]["body"], reply
-            assert await _is_redacted(m, portal, edit)
-            # Ordered behind the refusals: once this line is on IRC, they would have been too.
-            marker = f"after-{uuid.uuid4().hex[:8]}"
-            await m.send_text(portal, marker)
-            await watcher.wait_for(command("PRIVMSG", channel, nick=puppet, text=marker))
-            assert not any(password[:40] in line for line in watcher.seen())
-            assert _nothing_stored(stack, account)
-            assert _files_holding(stack.local.workdir, password) == []
+            yield Joined(account, m, dm, watcher, channel, puppet)
     finally:
         watcher.close()
+
+
+async def test_storepass_password_is_in_no_file_row_or_log(stack: Stack) -> None:
+    password = _password()
+    workdir = stack.local.workdir
+    async with _joined_channel(stack, "s") as j:
+        account, m, room, watcher, channel, puppet = j.account, j.m, j.dm, j.watcher, j.channel, j.puppet
+        answer, asked = await _ask(m, room, stack.bot, f"storepass local {password}")
+        assert "stored, encrypted" in answer, answer
+        # The password passes through: unsealed, and sent (NickServ IDENTIFY) on reconnect.
+        await _ask(m, room, stack.bot, "reconnect local")
+        await watcher.wait_for(command("QUIT", nick=puppet))
+        await watcher.wait_for(command("JOIN", channel, nick=puppet), timeout=30)
+
+        # While the bridge runs, before any clean-stop checkpoint: the WAL is there.
+        assert Path(f"{_db(stack)}-wal").exists()
+        # ...and, like every file of the bridge's that holds a secret, private.
+        modes = {name: stat.S_IMODE((workdir / name).stat().st_mode) for name in (
+            "rapture.db", "rapture.db-wal", "rapture.db-shm", "rapture.key", "config.yaml",
+            "registration.yaml")}
+        assert modes == {"rapture.db": 0o600, "rapture.db-wal": 0o600, "rapture.db-shm": 0o600,
+                         "rapture.key": 0o600, "config.yaml": 0o600, "registration.yaml": 0o640}
+        assert _files_holding(workdir, password) == []
+        (payload,), = _query(stack, "SELECT payload FROM as_event WHERE event_id = ?", asked)
+        assert password not in payload and '"org.rapture.secret_removed": true' in payload
+        sealed = _query(stack, "SELECT credentials FROM login WHERE mxid = ? AND network = 'local'",
+                        account.user_id)
+        assert sealed and sealed[0][0] and password.encode() not in sealed[0][0]
+        assert password not in stack.local.bridge.log_path.read_text(errors="replace")
+
+        # A clean stop checkpoints the WAL into the database file: still nowhere.
+        stack.local.bridge.stop()
+        try:
+            assert _files_holding(workdir, password) == []
+            # A crash between the 200 and the handling: the replay finds the command without
+            # its secret, and the user is asked to send it again.
+            url = f"sqlite+aiosqlite:///{_db(stack)}"
+            engine = make_engine(url)
+            try:
+                await TransactionInbox(engine).record(f"crash-{uuid.uuid4().hex}", [{
+                    "type": "m.room.message", "event_id": f"$crash{uuid.uuid4().hex}",
+                    "room_id": room, "sender": account.user_id, "origin_server_ts": 1,
+                    "content": {"msgtype": "m.text", "body": f"storepass local {password}x"},
+                }])
+            finally:
+                await engine.dispose()
+            assert _files_holding(workdir, password) == []
+        finally:
+            stack.local.bridge.start()
+        await m.wait_for_event(room, notice_from(stack.bot, contains="send it again"),
+                               what="the replayed command's answer")
+        assert _files_holding(workdir, password) == []
+        assert password not in stack.local.bridge.log_path.read_text(errors="replace")
+
+
+async def test_storepass_in_a_portal_is_refused_redacted_and_not_sent(stack: Stack) -> None:
+    password = _password()
+    async with _joined_channel(stack, "p") as j:
+        account, m, watcher, channel, puppet = j.account, j.m, j.watcher, j.channel, j.puppet
+        portal = await m.wait_for_invite()
+        await m.join(portal)
+        for text in (f"!rapture storepass local {password}", f"storepass local {password}",
+                     f"!rapture storecert local {password}"):
+            answer, asked = await _ask(m, portal, stack.bot, text)
+            assert "was refused here" in answer and "this room is bridged" in answer, answer
+            assert "Nothing was stored" in answer and "Your message was removed" in answer, answer
+            # Commands are not relayed: the refusal must not say it reached IRC, but others in
+            # the room saw it before the redaction.
+            assert "reaches the other network" not in answer and "others may have seen it" in answer, answer
+            assert await _is_redacted(m, portal, asked)
+        # An edit that turns a message into the command: its body is "* storepass ...", the
+        # command is in `m.new_content`, and it would be relayed as a correction.
+        typo = await m.send_text(portal, "typo")
+        await watcher.wait_for(command("PRIVMSG", channel, nick=puppet, text="typo"))
+        edit = await m.send_content(portal, {
+            "msgtype": "m.text", "body": f"* storepass local {password}",
+            "m.new_content": {"msgtype": "m.text", "body": f"storepass local {password}"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": typo},
+        })
+        reply = await m.wait_for_event(portal, notice_from(stack.bot, reply_to=edit), what="the refusal")
+        assert "was refused here" in reply["content"]["body"], reply
+        assert await _is_redacted(m, portal, edit)
+        # Ordered behind the refusals: once this line is on IRC, they would have been too.
+        marker = f"after-{uuid.uuid4().hex[:8]}"
+        await m.send_text(portal, marker)
+        await watcher.wait_for(command("PRIVMSG", channel, nick=puppet, text=marker))
+        assert not any(password[:40] in line for line in watcher.seen())
+        assert _nothing_stored(stack, account)
+        assert _files_holding(stack.local.workdir, password) == []
 
 
 async def test_storepass_in_a_shared_room_is_refused_and_nothing_stored(stack: Stack) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from mautrix.types import StateEvent
 
-from bridge.encrypted_rooms import NoticeLimiter, invite_is_encrypted
+from bridge.encrypted_rooms import invite_is_encrypted
+from bridge.notice_limiter import NoticeLimiter
 
 
 def _invite(stripped: list[dict[str, object]]) -> StateEvent:

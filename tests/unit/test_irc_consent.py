@@ -16,7 +16,7 @@ class Fake:
         self.sent: list[str] = []
         self.names = names
         self.online = online
-        self.consent = OperatorConsent(send=self.send, fold=str.lower, own_nick=lambda: "rapture",
+        self.consent = OperatorConsent(send=self.send, fold=str.lower,
                                        is_ours=lambda n: n in ("rapture", "alice[m]"), names_seconds=1.0)
 
     def send(self, checked: Line) -> None:
@@ -81,7 +81,7 @@ async def test_no_operators_busy_operators_and_offline() -> None:
     result = await Fake("@op", online=False).consent.ask("#chan", "r", 1)
     assert not result.granted and "could not see" in result.reason
     silent = Fake(None)
-    silent.consent = OperatorConsent(send=silent.send, fold=str.lower, own_nick=lambda: "rapture",
+    silent.consent = OperatorConsent(send=silent.send, fold=str.lower,
                                      is_ours=lambda n: False, names_seconds=0.05)
     result = await silent.consent.ask("#chan", "r", 1)  # the user reads why, not "()"
     assert not result.granted and "(the server did not list them in time)" in result.reason, result.reason
