@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from irc.client import Event
 
 from connectors.irc.consent import OperatorConsent, operators_in
@@ -145,3 +147,38 @@ async def test_a_hostile_names_reply_keeps_a_bounded_list(monkeypatch: object) -
     fake.consent.handle(Event("endofnames", "srv", "rapture", ["#chan", "End"]))
     ops = await task
     assert len(ops) == consent.MAX_OPERATORS_SEEN
+
+
+# The request is Matrix text (a user ID, a room's name or alias): hostile. Whatever it holds,
+# every line the question makes is one checked IRC line to the operator asked, and `ask` does
+# not raise.
+HOSTILE = st.text(alphabet=st.characters(codec=None, blacklist_categories=()), max_size=300) | st.sampled_from([
+    "x\rQUIT :bye", "x\nPRIVMSG NickServ :DROP x", "nul\x00here", "\x01ACTION x\x01", "\ud800lone", "é" * 5000,
+])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=HOSTILE)
+def test_a_hostile_request_reaches_the_wire_only_as_checked_lines(request: str) -> None:
+    written: list[Line] = []
+
+    async def run() -> object:
+        fake = Fake("@op")
+        plain_send = fake.send
+
+        def send(line: Line) -> None:
+            written.append(line)
+            plain_send(line)
+
+        fake.consent._send = send
+        return await fake.consent.ask("#chan", request, timeout=0.01)
+
+    result = asyncio.run(run())
+    assert not result.granted  # nobody answered
+    questions = [line for line in written if line.command == "PRIVMSG"]
+    assert questions, written
+    for line in written:
+        assert line.data.endswith(b"\r\n") and len(line.data) <= 512
+        body = line.data[:-2]
+        assert b"\r" not in body and b"\n" not in body and b"\0" not in body
+    assert {line.text.split(" ")[1] for line in questions} == {"op"}
